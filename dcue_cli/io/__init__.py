@@ -1,0 +1,1 @@
+"""Readers and writers for the file contracts of DESIGN.md (TSV and HDF5), atomic writes."""

@@ -1,0 +1,266 @@
+"""Plays TSV (`user_id<TAB>item_id<TAB>count`, the Taste Profile format) into integer codes.
+
+The fast path parses with pandas' C reader in chunks and codes ids through one dict per
+side, so the 48 M-row Taste Profile stays within a few GB and a minute or so. Any problem
+in the fast path re-reads the file with the plain line reader to name the exact bad line.
+"""
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from dcue_cli import log
+from dcue_cli.errors import DcueError
+from dcue_cli.io.text import display_name, open_binary
+from dcue_cli.io.tsv import _shorten, iter_rows
+
+PLAYS_FIX = " (expected user_id<TAB>item_id<TAB>count; use --columns to pick fields, --skip-bad to skip bad lines)"
+
+
+@dataclass
+class Plays:
+    """Interactions as parallel arrays of codes into `user_ids` / `item_ids`."""
+
+    user_ids: np.ndarray  # (n_users,) object: the original ids, in order of first appearance
+    item_ids: np.ndarray  # (n_items,) object
+    users: np.ndarray  # (n,) int32 codes
+    items: np.ndarray  # (n,) int32 codes
+    counts: np.ndarray  # (n,) int32 play counts, all >= 1
+    skipped: int = 0  # bad lines skipped with --skip-bad
+
+    def __len__(self):
+        return len(self.users)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def deduplicate(self) -> "Plays":
+        """Sum the counts of repeated (user, item) rows; rows come out sorted by user, item."""
+        key = self.users.astype(np.int64) * self.n_items + self.items
+        uniq, inverse = np.unique(key, return_inverse=True)
+        counts = np.bincount(inverse, weights=self.counts, minlength=len(uniq))
+        return Plays(
+            self.user_ids, self.item_ids,
+            (uniq // self.n_items).astype(np.int32), (uniq % self.n_items).astype(np.int32),
+            np.minimum(counts, np.iinfo(np.int32).max).astype(np.int32), self.skipped,
+        )
+
+    def select(self, rows: np.ndarray) -> "Plays":
+        """Keep the rows where `rows` is True (or the given indices); drop ids left unused."""
+        users, items, counts = self.users[rows], self.items[rows], self.counts[rows]
+        keep_u = np.unique(users)
+        keep_i = np.unique(items)
+        umap = np.full(self.n_users, -1, np.int32)
+        umap[keep_u] = np.arange(len(keep_u), dtype=np.int32)
+        imap = np.full(self.n_items, -1, np.int32)
+        imap[keep_i] = np.arange(len(keep_i), dtype=np.int32)
+        return Plays(self.user_ids[keep_u], self.item_ids[keep_i], umap[users], imap[items], counts, self.skipped)
+
+    def item_totals(self) -> np.ndarray:
+        return np.bincount(self.items, weights=self.counts, minlength=self.n_items)
+
+    def to_csr(self, dtype=np.float32, binary: bool = False):
+        """users x items sparse matrix of counts (or 1s); duplicates summed."""
+        import scipy.sparse as sp
+
+        data = np.ones(len(self), dtype) if binary else self.counts.astype(dtype)
+        m = sp.csr_matrix((data, (self.users, self.items)), shape=(self.n_users, self.n_items))
+        m.sum_duplicates()
+        if binary:
+            m.data[:] = 1
+        return m
+
+
+def write_plays(path, plays: Plays) -> None:
+    """Write plays as `user<TAB>item<TAB>count` (atomically; '-' for stdout)."""
+    from dcue_cli.io.atomic import open_text_output
+
+    with open_text_output(path) as out:
+        step = 1_000_000
+        for start in range(0, len(plays), step):
+            u = plays.user_ids[plays.users[start:start + step]]
+            i = plays.item_ids[plays.items[start:start + step]]
+            c = plays.counts[start:start + step]
+            out.write("".join(f"{a}\t{b}\t{n}\n" for a, b, n in zip(u, i, c.tolist())))
+
+
+def _looks_like_header(fields, count_col) -> bool:
+    if len(fields) <= count_col:
+        return False
+    try:
+        float(fields[count_col])
+        return False
+    except ValueError:
+        return True
+
+
+def _first_line(path) -> str:
+    with open_binary(path) as stream:
+        return stream.readline(65536).decode("utf-8-sig", errors="replace").rstrip("\r\n")
+
+
+def read_plays(
+    path,
+    *,
+    columns: Sequence[int] = (0, 1, 2),
+    header: Optional[bool] = None,
+    skip_bad: bool = False,
+    chunk_rows: int = 2_000_000,
+    show_progress: bool = True,
+) -> Plays:
+    """Read a plays TSV. `columns` are the zero-based positions of user, item and count."""
+    if str(path) == "-":
+        # pandas needs to re-read on error, and stdin cannot be rewound: spool it (cheap).
+        with tempfile.NamedTemporaryFile(prefix="dcue-stdin-", suffix=".tsv", delete=False) as tmp:
+            with open_binary("-") as src:
+                shutil.copyfileobj(src, tmp, 1 << 22)
+        try:
+            plays = read_plays(tmp.name, columns=columns, header=header, skip_bad=skip_bad,
+                               chunk_rows=chunk_rows, show_progress=show_progress)
+        except DcueError as exc:
+            raise DcueError(str(exc.message).replace(tmp.name, "<stdin>")) from None
+        finally:
+            os.unlink(tmp.name)
+        return plays
+    if header is None:
+        header = _looks_like_header(_first_line(path).split("\t"), columns[2])
+    if not skip_bad:
+        try:
+            return _read_fast(path, columns, header, chunk_rows, show_progress)
+        except _NeedsCheck:
+            log.debug("plays fast path found a problem; re-reading line by line to locate it")
+    return _read_checked(path, columns, header, skip_bad)
+
+
+class _NeedsCheck(Exception):
+    pass
+
+
+class _Coder:
+    """Maps string ids to dense int codes in order of first appearance."""
+
+    def __init__(self):
+        self.codes = {}
+        self.ids = []
+
+    def encode(self, values) -> np.ndarray:
+        import pandas as pd
+
+        local, uniques = pd.factorize(values)
+        table = self.codes
+        mapping = np.empty(len(uniques), np.int32)
+        for j, key in enumerate(uniques):
+            code = table.get(key)
+            if code is None:
+                code = table[key] = len(self.ids)
+                self.ids.append(key)
+            mapping[j] = code
+        return mapping[local]
+
+    def array(self) -> np.ndarray:
+        return np.array(self.ids, dtype=object)
+
+
+def _read_fast(path, columns, header, chunk_rows, show_progress) -> Plays:
+    import csv
+
+    import pandas as pd
+
+    ucol, icol, ccol = columns
+    users, items = _Coder(), _Coder()
+    parts_u, parts_i, parts_c = [], [], []
+    bar = log.progress(desc=f"reading {os.path.basename(str(path))}", unit=" rows", unit_scale=True,
+                       disable=not show_progress)
+    try:
+        with open_binary(path) as stream:
+            reader = pd.read_csv(
+                stream, sep="\t", header=0 if header else None, usecols=[ucol, icol, ccol],
+                dtype={ucol: str, icol: str, ccol: "float64"} if not header else None,
+                na_filter=False, engine="c", quoting=csv.QUOTE_NONE, chunksize=chunk_rows,
+                encoding="utf-8-sig", encoding_errors="surrogateescape",
+            )
+            for chunk in reader:
+                cols = chunk.columns
+                if header:
+                    # Column names come from the header line: address by position.
+                    by_pos = {pos: cols[sorted(columns).index(pos)] for pos in columns}
+                    u, i, c = chunk[by_pos[ucol]], chunk[by_pos[icol]], chunk[by_pos[ccol]]
+                    u, i = u.astype(str), i.astype(str)
+                    c = pd.to_numeric(c, errors="raise").astype("float64")
+                else:
+                    u, i, c = chunk[ucol], chunk[icol], chunk[ccol]
+                c = c.to_numpy()
+                if not (np.all(c >= 1) and np.all(c == np.floor(c)) and np.all(c < 2**31)):
+                    raise _NeedsCheck()
+                if (u.str.len() == 0).any() or (i.str.len() == 0).any():
+                    raise _NeedsCheck()
+                parts_u.append(users.encode(u.to_numpy()))
+                parts_i.append(items.encode(i.to_numpy()))
+                parts_c.append(c.astype(np.int32))
+                bar.update(len(chunk))
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError, TypeError, KeyError, IndexError):
+        raise _NeedsCheck() from None
+    finally:
+        bar.close()
+    if not parts_u:
+        raise _NeedsCheck()  # empty: the checked reader says so precisely
+    return Plays(users.array(), items.array(), np.concatenate(parts_u), np.concatenate(parts_i),
+                 np.concatenate(parts_c))
+
+
+def _read_checked(path, columns, header, skip_bad) -> Plays:
+    """Line-by-line reader: exact `file:line` errors, or counted skips with --skip-bad."""
+    name = display_name(path)
+    ucol, icol, ccol = columns
+    explicit = tuple(columns) != (0, 1, 2)
+    need = max(columns) + 1
+    users, items = {}, {}
+    u_codes, i_codes, counts = [], [], []
+    skipped = 0
+    shown = 0
+    rows = iter_rows(path, min_fields=1, header=header, what="plays TSV")
+    for lineno, fields in rows:
+        problem = None
+        if len(fields) < need or (not explicit and len(fields) != 3):
+            problem = (f"expected {'at least ' + str(need) if explicit else 3} tab-separated fields, "
+                       f"found {len(fields)}")
+        else:
+            user, item, text = fields[ucol].strip(), fields[icol].strip(), fields[ccol].strip()
+            if not user or not item:
+                problem = "empty user or item id"
+            else:
+                try:
+                    value = float(text)
+                    ok = value >= 1 and value == int(value) and value < 2**31
+                except (ValueError, OverflowError):
+                    ok = False
+                if not ok:
+                    problem = f"count {text!r} is not a positive integer"
+        if problem:
+            if not skip_bad:
+                raise DcueError(f"{name}:{lineno}: {problem}: {_shorten(chr(9).join(fields))!r}{PLAYS_FIX}")
+            skipped += 1
+            if shown < 3:
+                log.debug("%s:%d: skipped: %s", name, lineno, problem)
+                shown += 1
+            continue
+        u_codes.append(users.setdefault(user, len(users)))
+        i_codes.append(items.setdefault(item, len(items)))
+        counts.append(int(value))
+    if not counts:
+        raise DcueError(f"{name} has no plays{' (every line was bad)' if skipped else ''}: "
+                        "expected lines of user_id<TAB>item_id<TAB>count.")
+    if skipped:
+        log.warning("%s: skipped %d bad line%s (--skip-bad)", name, skipped, "" if skipped == 1 else "s")
+    return Plays(np.array(list(users), dtype=object), np.array(list(items), dtype=object),
+                 np.array(u_codes, np.int32), np.array(i_codes, np.int32), np.array(counts, np.int32),
+                 skipped)

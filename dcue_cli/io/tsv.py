@@ -1,0 +1,216 @@
+"""Line-oriented TSV readers with exact `file:line` errors: splits, tags, id maps.
+
+The plays reader (the one that must be fast at 48 M rows) lives in `plays.py`; it falls back
+to `iter_rows` here to name the first bad line precisely.
+"""
+
+from typing import Callable, Iterator, Optional, Sequence
+
+from dcue_cli.errors import DcueError
+from dcue_cli.io.text import display_name, open_text
+
+SPLITS = ("train", "valid", "test")
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    text = text.rstrip("\n")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parse_header_option(value) -> Optional[bool]:
+    """'auto' -> None (detect), 'yes'/True -> True, 'no'/False -> False."""
+    if value in (None, "auto"):
+        return None
+    if isinstance(value, bool):
+        return value
+    return str(value).lower() in ("yes", "true", "1", "y")
+
+
+def iter_rows(
+    path,
+    *,
+    min_fields: int,
+    max_fields: Optional[int] = None,
+    sep: str = "\t",
+    header: Optional[bool] = None,
+    looks_like_header: Optional[Callable[[list], bool]] = None,
+    what: str = "TSV",
+    fix: str = "",
+) -> Iterator[tuple]:
+    """Yield (line_number, fields) for every non-blank line of `path`.
+
+    A line with fewer than `min_fields` or more than `max_fields` fields raises a one-line
+    DcueError naming the file, the line and its text. `header=None` detects a header with
+    `looks_like_header` on the first non-blank line; True always skips it; False never does.
+    """
+    name = display_name(path)
+    with open_text(path) as stream:
+        first = True
+        for lineno, line in enumerate(stream, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split(sep)
+            if first:
+                first = False
+                if header is True or (header is None and looks_like_header and looks_like_header(fields)):
+                    continue
+            if len(fields) < min_fields or (max_fields is not None and len(fields) > max_fields):
+                expected = str(min_fields) if max_fields == min_fields else (
+                    f"{min_fields} to {max_fields}" if max_fields else f"at least {min_fields}")
+                raise DcueError(
+                    f"{name}:{lineno}: expected {expected} {sep!r}-separated fields in a {what}, "
+                    f"found {len(fields)}: {_shorten(line)!r}{fix}"
+                )
+            yield lineno, fields
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def read_splits(path) -> dict:
+    """Read `item_id<TAB>split` into {item_id: split}; split must be train, valid or test."""
+    name = display_name(path)
+    splits = {}
+    rows = iter_rows(
+        path, min_fields=2, max_fields=2, what="splits TSV (item_id<TAB>split)",
+        looks_like_header=lambda f: f[1].strip().lower() not in SPLITS,
+    )
+    for lineno, (item, split) in rows:
+        split = split.strip().lower()
+        if split not in SPLITS:
+            raise DcueError(
+                f"{name}:{lineno}: split {split!r} for item {item!r} is not one of train, valid, test: "
+                "fix the line or rewrite the file with `dcue subset`."
+            )
+        previous = splits.setdefault(item, split)
+        if previous != split:
+            raise DcueError(
+                f"{name}:{lineno}: item {item!r} is in both {previous!r} and {split!r}: "
+                "each item belongs to exactly one split."
+            )
+    if not splits:
+        raise DcueError(f"{name} has no splits: expected lines of item_id<TAB>train|valid|test.")
+    return splits
+
+
+def write_splits(path, splits: dict) -> None:
+    from dcue_cli.io.atomic import open_text_output
+
+    with open_text_output(path) as out:
+        for item, split in splits.items():
+            out.write(f"{item}\t{split}\n")
+
+
+def read_tags(path, *, min_weight: float = 0.0):
+    """Tags as three lists (items, tags, weights) from a TSV or the MSD `lastfm_tags.db`.
+
+    TSV lines are `item_id<TAB>tag[<TAB>weight]`; a missing weight counts as 100 (present).
+    """
+    if str(path) != "-" and _is_sqlite(path):
+        return _read_lastfm_db(path, min_weight=min_weight)
+    name = display_name(path)
+    items, tags, weights = [], [], []
+    rows = iter_rows(
+        path, min_fields=2, max_fields=3, what="tags TSV (item_id<TAB>tag[<TAB>weight])",
+        looks_like_header=lambda f: len(f) == 3 and not _is_number(f[2]),
+    )
+    for lineno, fields in rows:
+        weight = 100.0
+        if len(fields) == 3:
+            try:
+                weight = float(fields[2])
+            except ValueError:
+                raise DcueError(
+                    f"{name}:{lineno}: tag weight {fields[2]!r} is not a number: "
+                    "use item_id<TAB>tag<TAB>weight with a numeric weight (Last.fm: 0-100)."
+                ) from None
+        if weight < min_weight:
+            continue
+        items.append(fields[0])
+        tags.append(fields[1].strip())
+        weights.append(weight)
+    return items, tags, weights
+
+
+def _is_sqlite(path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def _read_lastfm_db(path, *, min_weight: float = 0.0):
+    """The MSD Last.fm SQLite: tables tids, tags, tid_tag(tid, tag, val) joined on ROWID."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        rows = con.execute(
+            "SELECT tids.tid, tags.tag, tid_tag.val FROM tid_tag "
+            "JOIN tids ON tids.ROWID = tid_tag.tid JOIN tags ON tags.ROWID = tid_tag.tag "
+            "WHERE tid_tag.val >= ?",
+            (min_weight,),
+        ).fetchall()
+        con.close()
+    except sqlite3.DatabaseError as exc:
+        raise DcueError(
+            f"{path} is an SQLite file but not the MSD Last.fm tags database ({exc}): "
+            "expected tables tids, tags and tid_tag(tid, tag, val), as in lastfm_tags.db."
+        ) from None
+    return [r[0] for r in rows], [r[1] for r in rows], [float(r[2]) for r in rows]
+
+
+def read_id_map(path) -> dict:
+    """MSD `unique_tracks.txt`: {track_id: (song_id, artist, title)}.
+
+    Fields are separated by `<SEP>` (the MSD's own separator) or by tabs.
+    """
+    name = display_name(path)
+    mapping = {}
+    with open_text(path) as stream:
+        for lineno, line in enumerate(stream, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("<SEP>") if "<SEP>" in line else line.split("\t")
+            if len(fields) < 2:
+                raise DcueError(
+                    f"{name}:{lineno}: expected track_id<SEP>song_id<SEP>artist<SEP>title, "
+                    f"found {_shorten(line)!r}: give the MSD unique_tracks.txt."
+                )
+            track, song = fields[0].strip(), fields[1].strip()
+            artist = fields[2] if len(fields) > 2 else ""
+            title = "<SEP>".join(fields[3:]) if len(fields) > 3 else ""
+            mapping[track] = (song, artist, title)
+    if not mapping:
+        raise DcueError(f"{name} is empty: expected MSD unique_tracks.txt lines.")
+    return mapping
+
+
+def read_id_list(path) -> list:
+    """One id per line (the first tab- or <SEP>-separated field); blank lines skipped."""
+    ids = []
+    with open_text(path) as stream:
+        for line in stream:
+            line = line.strip()
+            if line:
+                ids.append(line.split("<SEP>")[0].split("\t")[0].strip())
+    return ids
+
+
+def parse_columns(text: str, n: int) -> Sequence[int]:
+    """'0,1,2' -> (0, 1, 2): zero-based positions of the fields to read."""
+    try:
+        cols = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        cols = ()
+    if len(cols) != n or any(c < 0 for c in cols) or len(set(cols)) != n:
+        raise DcueError(f"--columns {text!r}: give {n} distinct zero-based positions, e.g. 0,1,2.")
+    return cols

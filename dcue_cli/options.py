@@ -1,0 +1,49 @@
+"""Option decorators shared by the subcommands, so the same option means the same everywhere."""
+
+import os
+
+import click
+
+
+def output_option(help_text="Output file (written atomically).", required=True, **kwargs):
+    return click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=required,
+                        help=help_text, **kwargs)
+
+
+def seed_option(default=0):
+    return click.option("--seed", type=int, default=default, show_default=True,
+                        help="Random seed: the same seed gives the same result.")
+
+
+def jobs_option(help_text="Worker processes (default: all cores)."):
+    return click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help=help_text)
+
+
+def default_jobs(jobs):
+    if jobs:
+        return jobs
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def device_option(default="auto"):
+    return click.option("--device", default=default, show_default=True,
+                        help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")
+
+
+def plays_input_options(func):
+    """--columns, --header and --skip-bad for commands that read a plays TSV."""
+    func = click.option("--skip-bad", is_flag=True,
+                        help="Skip (and count) malformed lines instead of stopping at the first.")(func)
+    func = click.option("--header", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
+                        help="Whether the plays file starts with a header line (auto: detected).")(func)
+    func = click.option("--columns", default="0,1,2", show_default=True,
+                        help="Zero-based positions of the user, item and count fields "
+                             "(HetRec user_artists.dat: 0,1,2 with its header).")(func)
+    return func
+
+
+def json_option(func):
+    return click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")(func)

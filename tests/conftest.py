@@ -1,0 +1,38 @@
+"""Shared test helpers: the real-data folder beside the checkout, and a CliRunner wrapper."""
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DCUE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_data(*parts) -> Path:
+    """A path under ../shared/data, or skip the test (a user's clone has no ../shared)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent (only in the project's workspace)")
+    return path
+
+
+def invoke(args, input=None, expect=0):
+    """Run `dcue ARGS` in-process; check the exit code and that no traceback escaped."""
+    from dcue_cli.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=True)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        raise AssertionError("dcue raised instead of exiting cleanly:\n" + "".join(
+            traceback.format_exception(type(result.exception), result.exception, result.exception.__traceback__)))
+    assert result.exit_code == expect, (
+        f"exit {result.exit_code} != {expect}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def cli_invoke():
+    return invoke

@@ -1,0 +1,51 @@
+import subprocess
+import sys
+import time
+
+from conftest import invoke
+
+from dcue_cli import __version__
+
+
+def test_version():
+    assert invoke(["--version"]).stdout.strip() == f"dcue, version {__version__}"
+
+
+def test_help_lists_commands_and_short_flag():
+    out = invoke(["-h"]).stdout
+    assert "Usage: dcue" in out
+    for name in ("subset",):
+        assert name in out
+
+
+def test_unknown_command_is_usage_error():
+    result = invoke(["frobnicate"], expect=2)
+    assert "No such command 'frobnicate'" in result.stderr
+
+
+def test_help_is_instant_and_imports_no_heavy_module():
+    code = (
+        "import sys, time; t = time.time();"
+        "from click.testing import CliRunner; from dcue_cli.cli import cli;"
+        "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0, r.output;"
+        "[r2 := CliRunner().invoke(cli, [c, '--help']) for c in cli.list_commands(None)];"
+        "heavy = [m for m in ('torch', 'librosa', 'implicit', 'sklearn', 'pandas') if m in sys.modules];"
+        "print(heavy, time.time() - t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    heavy, _ = out.rsplit(" ", 1)
+    assert heavy == "[]", f"--help imported {heavy}"
+
+
+def test_console_entry_point_help_is_fast():
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "dcue_cli", "--help"], capture_output=True, check=True)
+    assert time.perf_counter() - start < 5  # generous; the benchmark-free sanity check
+
+
+def test_every_command_help_has_example():
+    from dcue_cli.cli import cli
+
+    for name in cli.list_commands(None):
+        out = invoke([name, "--help"]).stdout
+        assert "Example" in out, f"dcue {name} --help has no example"
