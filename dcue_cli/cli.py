@@ -48,7 +48,7 @@ class LazyGroup(click.Group):
         return module.cli
 
 
-@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
+@click.group("dcue", cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="dcue")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no info logs.")
 @click.option("-v", "--verbose", count=True, help="More logging (debug details).")

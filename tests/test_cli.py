@@ -1,6 +1,5 @@
 import subprocess
 import sys
-import time
 
 from conftest import invoke
 
@@ -37,10 +36,9 @@ def test_help_is_instant_and_imports_no_heavy_module():
     assert heavy == "[]", f"--help imported {heavy}"
 
 
-def test_console_entry_point_help_is_fast():
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dcue_cli", "--help"], capture_output=True, check=True)
-    assert time.perf_counter() - start < 5  # generous; the benchmark-free sanity check
+def test_python_dash_m_works():
+    out = subprocess.run([sys.executable, "-m", "dcue_cli", "--help"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("Usage: dcue")
 
 
 def test_every_command_help_has_example():

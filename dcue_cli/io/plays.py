@@ -176,6 +176,9 @@ def _read_fast(path, columns, header, chunk_rows, show_progress) -> Plays:
     import pandas as pd
 
     ucol, icol, ccol = columns
+    # With the default layout every line must have exactly 3 fields: read all of them so an
+    # extra field is caught (usecols would silently drop it).
+    exact = tuple(columns) == (0, 1, 2)
     users, items = _Coder(), _Coder()
     parts_u, parts_i, parts_c = [], [], []
     bar = log.progress(desc=f"reading {os.path.basename(str(path))}", unit=" rows", unit_scale=True,
@@ -183,13 +186,15 @@ def _read_fast(path, columns, header, chunk_rows, show_progress) -> Plays:
     try:
         with open_binary(path) as stream:
             reader = pd.read_csv(
-                stream, sep="\t", header=0 if header else None, usecols=[ucol, icol, ccol],
+                stream, sep="\t", header=0 if header else None, usecols=None if exact else [ucol, icol, ccol],
                 dtype={ucol: str, icol: str, ccol: "float64"} if not header else None,
                 na_filter=False, engine="c", quoting=csv.QUOTE_NONE, chunksize=chunk_rows,
                 encoding="utf-8-sig", encoding_errors="surrogateescape",
             )
             for chunk in reader:
                 cols = chunk.columns
+                if exact and len(cols) != 3:
+                    raise _NeedsCheck()
                 if header:
                     # Column names come from the header line: address by position.
                     by_pos = {pos: cols[sorted(columns).index(pos)] for pos in columns}

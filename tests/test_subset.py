@@ -1,0 +1,140 @@
+"""`dcue subset` on real MSD lines and on hand-made files, with independently computed answers."""
+
+import collections
+import gzip
+
+import pytest
+from conftest import invoke, shared_data
+
+
+def read_tsv(path):
+    return [line.rstrip("\n").split("\t") for line in open(path, encoding="utf-8") if line.strip()]
+
+
+def expected_subset(rows, n_songs, n_users):
+    """The paper's selection, written plainly: top songs by plays, then top users by distinct songs."""
+    totals = collections.Counter()
+    for user, song, count in rows:
+        totals[song] += count
+    songs = set(sorted(totals, key=lambda s: (-totals[s], s))[:n_songs])
+    summed = collections.Counter()
+    for user, song, count in rows:
+        if song in songs:
+            summed[user, song] += count
+    distinct = collections.Counter(user for user, _ in summed)
+    users = set(sorted(distinct, key=lambda u: (-distinct[u], u))[:n_users])
+    return {(u, s): c for (u, s), c in summed.items() if u in users}
+
+
+def test_subset_real_msd_lines(tmp_path):
+    path = shared_data("msd_taste_profile_head5000", "train_triplets_small.txt")
+    rows = [(u, s, int(c)) for u, s, c in (line.split("\t") for line in open(path).read().splitlines())]
+    result = invoke(["subset", path, "-o", tmp_path, "--songs", 500, "--users", 40, "--seed", 7])
+    expected = expected_subset(rows, 500, 40)
+    got = {(u, s): int(c) for u, s, c in read_tsv(tmp_path / "plays.tsv")}
+    assert got == expected
+    splits = dict(read_tsv(tmp_path / "splits.tsv"))
+    assert set(splits) == {s for _, s in expected}
+    counts = collections.Counter(splits.values())
+    n = len(splits)
+    assert counts["train"] == round(0.7 * n) and counts["valid"] == round(0.1 * n)
+    assert "split" in result.stderr and "interactions" in result.stderr
+    assert result.stdout == ""
+
+
+def test_subset_is_seeded_and_deterministic(tmp_path):
+    path = shared_data("msd_taste_profile_head5000", "train_triplets_small.txt")
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        invoke(["-q", "subset", path, "-o", tmp_path / name, "--seed", seed, "--songs", 300, "--users", 30])
+    a, b, c = ((tmp_path / n / "splits.tsv").read_bytes() for n in "abc")
+    assert a == b and a != c
+    assert (tmp_path / "a" / "plays.tsv").read_bytes() == (tmp_path / "c" / "plays.tsv").read_bytes()
+
+
+def test_duplicates_summed_gz_and_stdin(tmp_path):
+    text = "u1\ts1\t2\nu1\ts1\t3\nu2\ts1\t1\nu2\ts2\t4\n"
+    gz = tmp_path / "p.tsv.gz"
+    gz.write_bytes(gzip.compress(text.encode()))
+    invoke(["-q", "subset", gz, "-o", tmp_path / "gz", "--songs", 0, "--users", 0])
+    invoke(["-q", "subset", "-", "-o", tmp_path / "stdin", "--songs", 0, "--users", 0], input=text)
+    for out in ("gz", "stdin"):
+        assert read_tsv(tmp_path / out / "plays.tsv") == [["u1", "s1", "5"], ["u2", "s1", "1"], ["u2", "s2", "4"]]
+
+
+def test_hetrec_header_crlf_read_through_same_reader(tmp_path):
+    path = shared_data("lastfm_hetrec2k", "user_artists.dat")
+    invoke(["-q", "subset", path, "-o", tmp_path, "--songs", 0, "--users", 0, "--holdout-interactions", 0.2])
+    plays = read_tsv(tmp_path / "plays.tsv")
+    assert len(plays) == 92834  # every HetRec row; header skipped, CRLF stripped
+    assert all(not c.endswith("\r") for _, _, c in plays)
+    train, test = read_tsv(tmp_path / "plays.train.tsv"), read_tsv(tmp_path / "plays.test.tsv")
+    assert len(train) + len(test) == len(plays)
+    assert 0.18 < len(test) / len(plays) < 0.22
+    per_user_train = {u for u, _, _ in train}
+    assert {u for u, _, _ in test} <= per_user_train  # nobody loses all their training plays
+
+
+def test_columns_pick_fields(tmp_path):
+    (tmp_path / "p.tsv").write_text("x\tu1\ts1\t3\nx\tu2\ts1\t1\n")
+    invoke(["-q", "subset", tmp_path / "p.tsv", "-o", tmp_path / "o", "--columns", "1,2,3",
+            "--songs", 0, "--users", 0])
+    assert read_tsv(tmp_path / "o" / "plays.tsv") == [["u1", "s1", "3"], ["u2", "s1", "1"]]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("u1\ts1\t1\nu2\ts2\n", "p.tsv:2: expected 3 tab-separated fields, found 2: 'u2\\ts2'"),
+    ("u1\ts1\t1\nu2\ts2\tmany\n", "p.tsv:2: count 'many' is not a positive integer: 'u2\\ts2\\tmany'"),
+    ("u1\ts1\t1\n\nu2\ts2\t-3\n", "p.tsv:3: count '-3' is not a positive integer"),
+    ("u1\ts1\t1.5\n", "p.tsv:1: count '1.5' is not a positive integer"),
+    ("u1\ts1\t1\tx\n", "p.tsv:1: expected 3 tab-separated fields, found 4"),
+])
+def test_malformed_line_names_file_and_line(tmp_path, text, message):
+    (tmp_path / "p.tsv").write_text(text)
+    result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o"], expect=1)
+    assert result.stderr.startswith("Error: " + str(tmp_path / message)), result.stderr
+    assert "--skip-bad" in result.stderr
+    assert not (tmp_path / "o" / "plays.tsv").exists()
+
+
+def test_skip_bad_counts(tmp_path):
+    (tmp_path / "p.tsv").write_text("u1\ts1\t1\nu2\ts2\nu3\ts3\tx\nu4\ts1\t2\n")
+    result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o", "--skip-bad", "--songs", 0, "--users", 0])
+    assert "skipped 2 bad lines (--skip-bad)" in result.stderr
+    assert len(read_tsv(tmp_path / "o" / "plays.tsv")) == 2
+
+
+def test_empty_input_and_fewer_songs_than_asked(tmp_path):
+    (tmp_path / "empty.tsv").write_text("")
+    result = invoke(["subset", tmp_path / "empty.tsv", "-o", tmp_path / "o"], expect=1)
+    assert result.stderr == (f"Error: {tmp_path / 'empty.tsv'} has no plays: expected lines of "
+                             "user_id<TAB>item_id<TAB>count.\n")
+    (tmp_path / "p.tsv").write_text("u1\ts1\t1\nu2\ts2\t1\n")
+    result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o"])
+    assert "only 2 songs available, fewer than --songs 10000: keeping all of them" in result.stderr
+
+
+def test_missing_file_and_bad_split(tmp_path):
+    result = invoke(["subset", tmp_path / "nope.tsv", "-o", tmp_path / "o"], expect=1)
+    assert result.stderr == f"Error: {tmp_path / 'nope.tsv'} does not exist: check the path.\n"
+    (tmp_path / "p.tsv").write_text("u1\ts1\t1\n")
+    result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o", "--split", "0.5,0.5"], expect=1)
+    assert "--split '0.5,0.5': give three non-negative fractions" in result.stderr
+    result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o", "--id-map", tmp_path / "p.tsv"], expect=2)
+    assert "--id-map only applies to --songs-with" in result.stderr
+
+
+def test_songs_with_id_map_and_exclude(tmp_path):
+    (tmp_path / "p.tsv").write_text("u1\tSOAAAAAAAAAAAAAAA1\t5\nu1\tSOAAAAAAAAAAAAAAA2\t4\n"
+                                    "u2\tSOAAAAAAAAAAAAAAA3\t3\nu2\tSOAAAAAAAAAAAAAAA1\t1\n")
+    (tmp_path / "ids.txt").write_text("TRAAAAAAAAAAAAAAA1\nTRAAAAAAAAAAAAAAA2\nTRAAAAAAAAAAAAAAA3\n")
+    (tmp_path / "unique_tracks.txt").write_text(
+        "TRAAAAAAAAAAAAAAA1<SEP>SOAAAAAAAAAAAAAAA1<SEP>A<SEP>x\n"
+        "TRAAAAAAAAAAAAAAA2<SEP>SOAAAAAAAAAAAAAAA2<SEP>B<SEP>y\n"
+        "TRAAAAAAAAAAAAAAA3<SEP>SOAAAAAAAAAAAAAAA3<SEP>C<SEP>z\n")
+    (tmp_path / "mismatch.txt").write_text(
+        "ERROR: <SOAAAAAAAAAAAAAAA2 TRAAAAAAAAAAAAAAA2> Artist  -  Song   !=   Other  -  Thing\n")
+    result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o", "--songs-with", tmp_path / "ids.txt",
+                     "--id-map", tmp_path / "unique_tracks.txt", "--exclude", tmp_path / "mismatch.txt"])
+    assert "excluded (--exclude): 1" in result.stderr
+    songs = {s for _, s, _ in read_tsv(tmp_path / "o" / "plays.tsv")}
+    assert songs == {"SOAAAAAAAAAAAAAAA1", "SOAAAAAAAAAAAAAAA3"}
