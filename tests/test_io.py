@@ -102,3 +102,19 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(ValueError):
         write_embeddings(tmp_path / "e.h5", emb)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fixed_width_fast_path_matches_general_reader(tmp_path):
+    from dcue_cli.io import plays as reader
+
+    rng = np.random.default_rng(1)
+    users = [f"{rng.integers(16**8):08x}" * 5 for _ in range(30)]  # 40-hex, Taste Profile style
+    songs = [f"SO{rng.integers(10**9):016d}" for _ in range(60)]
+    lines = [f"{users[rng.integers(30)]}\t{songs[rng.integers(60)]}\t{rng.integers(1, 300)}" for _ in range(2000)]
+    path = tmp_path / "p.tsv"
+    path.write_text("\n".join(sorted(lines)))  # grouped by user, no final newline
+    fixed = reader._read_fixed_width(path, False, block_bytes=4096)
+    general = reader._read_fast(path, (0, 1, 2), False, 500, False)
+    for attr in ("user_ids", "item_ids", "users", "items", "counts"):
+        assert np.array_equal(getattr(fixed, attr), getattr(general, attr)), attr
+    assert np.array_equal(read_plays(path).counts, general.counts)

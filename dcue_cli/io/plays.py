@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from dcue_cli import log
 from dcue_cli.errors import DcueError
@@ -133,6 +134,11 @@ def read_plays(
         return plays
     if header is None:
         header = _looks_like_header(_first_line(path).split("\t"), columns[2])
+    if not skip_bad and not header and tuple(columns) == (0, 1, 2):
+        try:
+            return _read_fixed_width(path, show_progress)
+        except _NeedsCheck:
+            log.debug("plays: ids are not fixed-width (or a line is odd); using the general reader")
     if not skip_bad:
         try:
             return _read_fast(path, columns, header, chunk_rows, show_progress)
@@ -168,6 +174,145 @@ class _Coder:
 
     def array(self) -> np.ndarray:
         return np.array(self.ids, dtype=object)
+
+
+class _HashCoder:
+    """Codes fixed-width byte ids through two independent 64-bit hashes.
+
+    Sorting and searching uint64 hashes is far cheaper than hashing Python strings. The
+    first hash groups ids; the second must agree within each group and with the id already
+    coded, so two ids are merged only if both hashes collide (about 2^-128 per pair); a
+    detected collision sends the file to the general reader instead of merging silently.
+    """
+
+    def __init__(self, width):
+        self.width = width
+        self.sorted_hashes = np.empty(0, np.uint64)
+        self.sorted_codes = np.empty(0, np.int64)
+        self.check = np.empty(0, np.uint64)  # second hash, by code
+        self.id_bytes = []  # (k, width) uint8 blocks, in code order
+        self.n = 0
+
+    @staticmethod
+    def _hashes(matrix):
+        n, width = matrix.shape
+        padded = np.zeros((n, -(-width // 8) * 8), np.uint8)
+        padded[:, :width] = matrix
+        words = padded.view(np.uint64)
+        h1 = np.full(n, 0xCBF29CE484222325, np.uint64)
+        h2 = np.full(n, 0x84222325CBF29CE4, np.uint64)
+        with np.errstate(over="ignore"):
+            for j in range(words.shape[1]):
+                h1 ^= words[:, j]
+                h1 *= np.uint64(0x9E3779B97F4A7C15)
+                h1 ^= h1 >> np.uint64(29)
+                h2 += words[:, j]
+                h2 *= np.uint64(0xC2B2AE3D27D4EB4F)
+                h2 ^= h2 >> np.uint64(31)
+        return h1, h2
+
+    def encode(self, matrix) -> np.ndarray:
+        h1, h2 = self._hashes(matrix)
+        # Lines are often grouped (the Taste Profile is sorted by user): code runs, not rows.
+        heads = np.concatenate([[True], h1[1:] != h1[:-1]])
+        run_of_row = np.cumsum(heads) - 1
+        head_rows = np.flatnonzero(heads)
+        if np.any(h2 != h2[head_rows][run_of_row]):
+            raise _NeedsCheck()
+        uniq, first, inverse = np.unique(h1[head_rows], return_index=True, return_inverse=True)
+        first = head_rows[first]
+        if np.any(h2[head_rows] != h2[first][inverse.ravel()]):
+            raise _NeedsCheck()
+        pos = np.searchsorted(self.sorted_hashes, uniq)
+        codes = np.empty(len(uniq), np.int64)
+        if len(self.sorted_hashes):
+            pos_clipped = np.minimum(pos, len(self.sorted_hashes) - 1)
+            known = self.sorted_hashes[pos_clipped] == uniq
+            codes[known] = self.sorted_codes[pos_clipped[known]]
+            if np.any(self.check[codes[known]] != h2[first[known]]):
+                raise _NeedsCheck()
+        else:
+            known = np.zeros(len(uniq), bool)
+        new = np.flatnonzero(~known)
+        new = new[np.argsort(first[new], kind="stable")]  # codes in order of first appearance
+        codes[new] = self.n + np.arange(len(new))
+        self.n += len(new)
+        self.id_bytes.append(np.array(matrix[first[new]]))
+        self.check = np.concatenate([self.check, h2[first[new]]])
+        merged = np.concatenate([self.sorted_hashes, uniq[new]])
+        order = np.argsort(merged, kind="stable")
+        self.sorted_hashes = merged[order]
+        self.sorted_codes = np.concatenate([self.sorted_codes, codes[new]])[order]
+        return codes[inverse.ravel()][run_of_row].astype(np.int32)
+
+    def array(self) -> np.ndarray:
+        table = np.concatenate(self.id_bytes) if self.id_bytes else np.empty((0, self.width), np.uint8)
+        raw = np.ascontiguousarray(table).view(f"S{self.width}").ravel()
+        return np.array([b.decode("utf-8", "surrogateescape") for b in raw.tolist()], dtype=object)
+
+
+def _read_fixed_width(path, show_progress, block_bytes=1 << 26) -> Plays:
+    """Fast path for files whose user ids and item ids each have one width (the Taste Profile).
+
+    Parses whole blocks with numpy: newline and tab positions, fixed-width id matrices,
+    digit arithmetic for counts. Anything unusual (CRLF, a header, blank lines, ids of
+    varying width, a bad count) raises _NeedsCheck and the general reader takes over.
+    """
+    users = items = None
+    parts_u, parts_i, parts_c = [], [], []
+    bar = log.progress(desc=f"reading {os.path.basename(str(path))}", unit="B", unit_scale=True,
+                       disable=not show_progress)
+    try:
+        with open_binary(path) as stream:
+            leftover = b""
+            while True:
+                block = stream.read(block_bytes)
+                if not block:
+                    if leftover:
+                        block, leftover = leftover + b"\n", b""
+                    else:
+                        break
+                else:
+                    block = leftover + block
+                    cut = block.rfind(b"\n") + 1
+                    block, leftover = block[:cut], block[cut:]
+                    if not block:
+                        continue
+                bar.update(len(block))
+                arr = np.frombuffer(block, np.uint8)
+                nl = np.flatnonzero(arr == 10)
+                tabs = np.flatnonzero(arr == 9)
+                if len(tabs) != 2 * len(nl):
+                    raise _NeedsCheck()
+                starts = np.concatenate([[0], nl[:-1] + 1])
+                t1, t2 = tabs[0::2], tabs[1::2]
+                if not (np.all(t1 > starts) and np.all(t2 < nl - 1) and np.all(t2 > t1 + 1)):
+                    raise _NeedsCheck()
+                ulen, ilen, clen = t1 - starts, t2 - t1 - 1, nl - t2 - 1
+                if users is None:
+                    users, items = _HashCoder(int(ulen[0])), _HashCoder(int(ilen[0]))
+                if np.any(ulen != users.width) or np.any(ilen != items.width) or clen.max() > 9:
+                    raise _NeedsCheck()
+                # Gather fixed-width ids through a window view: no (rows x width) index matrix.
+                parts_u.append(users.encode(sliding_window_view(arr, users.width)[starts]))
+                parts_i.append(items.encode(sliding_window_view(arr, items.width)[t1 + 1]))
+                width = int(clen.max())
+                valid = np.arange(width) < clen[:, None]
+                # The block ends with a newline, so width bytes after t2 stay inside it.
+                digits = sliding_window_view(arr, width)[t2 + 1].astype(np.int64) - 48
+                if np.any(valid & ((digits < 0) | (digits > 9))):
+                    raise _NeedsCheck()
+                power = np.where(valid, 10 ** np.maximum(clen[:, None] - 1 - np.arange(width), 0), 0)
+                counts = (np.where(valid, digits, 0) * power).sum(axis=1)
+                if np.any(counts < 1) or np.any(counts >= 2**31):
+                    raise _NeedsCheck()
+                parts_c.append(counts.astype(np.int32))
+    finally:
+        bar.close()
+    if not parts_u:
+        raise _NeedsCheck()
+    return Plays(users.array(), items.array(), np.concatenate(parts_u), np.concatenate(parts_i),
+                 np.concatenate(parts_c))
 
 
 def _read_fast(path, columns, header, chunk_rows, show_progress) -> Plays:

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The whole dcue pipeline on the built-in synthetic dataset (`dcue synth`), ending with the
+# paper's two result tables. Every step's output is cached in $OUT: a rerun redoes only the
+# steps whose inputs changed (delete a file to redo its step). Uses the GPU when there is one.
+#
+#   bash examples/demo.sh                 # or: make demo
+#   OUT=/tmp/demo SONGS=2000 bash examples/demo.sh
+set -euo pipefail
+
+OUT=${OUT:-demo-out}
+SONGS=${SONGS:-1000}
+USERS=${USERS:-2000}
+CLIP_SECONDS=${CLIP_SECONDS:-10}
+SEED=${SEED:-0}
+EPOCHS=${EPOCHS:-}
+DCUE=${DCUE:-dcue}
+
+mkdir -p "$OUT"
+log() { printf '\n== %s\n' "$*" >&2; }
+have() { $DCUE "$1" --help >/dev/null 2>&1; }
+# fresh OUTPUT INPUT...: true when OUTPUT exists and is newer than every INPUT.
+fresh() {
+  local out=$1; shift
+  [ -e "$out" ] || return 1
+  for input in "$@"; do [ "$input" -nt "$out" ] && return 1; done
+  return 0
+}
+
+data=$OUT/data
+log "1. synth: a miniature Million Song Dataset ($SONGS songs x ${CLIP_SECONDS}s, $USERS users)"
+if fresh "$data/truth.h5" "$0"; then echo "cached: $data" >&2; else
+  $DCUE synth "$data" --songs "$SONGS" --users "$USERS" --seconds "$CLIP_SECONDS" --seed "$SEED" --overwrite
+fi
+
+if have melspec; then
+  log "2. melspec: audio -> log-mel HDF5 (keyed by song id through unique_tracks.txt)"
+  if fresh "$OUT/mels.h5" "$data/truth.h5"; then echo "cached: $OUT/mels.h5" >&2; else
+    $DCUE melspec "$data/audio" --id-map "$data/unique_tracks.txt" -o "$OUT/mels.h5" --overwrite
+  fi
+  songs_with=(--songs-with "$OUT/mels.h5")
+else
+  songs_with=()
+fi
+
+log "3. subset: songs and users, split 70/10/20 by song (test songs are cold)"
+if fresh "$OUT/subset/splits.tsv" "$data/train_triplets.txt" ${songs_with[1]:-}; then echo "cached: $OUT/subset" >&2; else
+  $DCUE subset "$data/train_triplets.txt" -o "$OUT/subset" --songs 0 --users 0 --seed "$SEED" "${songs_with[@]}"
+fi
+plays=$OUT/subset/plays.tsv
+splits=$OUT/subset/splits.tsv
+
+models=()
+if have wmf; then
+  log "4. wmf: WMF on all songs (the paper's upper bound) and on train songs (regression targets)"
+  fresh "$OUT/wmf.h5" "$plays" || $DCUE wmf "$plays" --splits "$splits" --fit-on all -o "$OUT/wmf.h5" --seed "$SEED"
+  fresh "$OUT/wmf_train.h5" "$plays" || $DCUE wmf "$plays" --splits "$splits" --fit-on train -o "$OUT/wmf_train.h5" --seed "$SEED"
+fi
+
+epochs=()
+[ -n "$EPOCHS" ] && epochs=(--epochs "$EPOCHS")
+if have train && have embed && [ -e "$OUT/mels.h5" ]; then
+  log "5. train: WMF+Regression (audio -> WMF item factors)"
+  fresh "$OUT/regress.pt" "$OUT/mels.h5" "$OUT/wmf_train.h5" || \
+    $DCUE train "$OUT/mels.h5" "$plays" --splits "$splits" --objective regress --target "$OUT/wmf_train.h5" \
+      -o "$OUT/regress.pt" --seed "$SEED" "${epochs[@]}"
+  log "6. train: the deep content-user embedding model (hinge loss, cosine relevance)"
+  fresh "$OUT/dcue.pt" "$OUT/mels.h5" "$plays" || \
+    $DCUE train "$OUT/mels.h5" "$plays" --splits "$splits" -o "$OUT/dcue.pt" --seed "$SEED" "${epochs[@]}"
+  log "7. embed: item vectors for every song from its audio (cold songs included)"
+  fresh "$OUT/wmf_regression.h5" "$OUT/regress.pt" || $DCUE embed "$OUT/regress.pt" "$OUT/mels.h5" -o "$OUT/wmf_regression.h5"
+  fresh "$OUT/dcue.h5" "$OUT/dcue.pt" || $DCUE embed "$OUT/dcue.pt" "$OUT/mels.h5" -o "$OUT/dcue.h5"
+  models+=("$OUT/dcue.h5" "$OUT/wmf_regression.h5")
+fi
+[ -e "$OUT/wmf.h5" ] && models+=("$OUT/wmf.h5")
+
+if have score && [ ${#models[@]} -gt 0 ]; then
+  log "8. score: cold-start recommendation on the test songs (the paper's Table 1)"
+  $DCUE score "${models[@]}" "$data/truth.h5" --popularity --plays "$plays" --splits "$splits" \
+    --paper --json > "$OUT/recommendation.json"
+fi
+if have autotag && [ ${#models[@]} -gt 0 ]; then
+  log "9. autotag: the 50 most used tags from each model's item vectors (the paper's Table 2)"
+  $DCUE autotag "${models[@]}" "$data/tags.tsv" --splits "$splits" --paper --json > "$OUT/autotagging.json"
+fi
+
+log "outputs in $OUT/"
+ls -1 "$OUT" >&2
