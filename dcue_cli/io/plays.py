@@ -279,7 +279,8 @@ def _read_fixed_width(path, show_progress, block_bytes=1 << 26) -> Plays:
                     if not block:
                         continue
                 bar.update(len(block))
-                arr = np.frombuffer(block, np.uint8)
+                # Zero padding lets the count window of the last line run past its newline.
+                arr = np.frombuffer(block + bytes(16), np.uint8)
                 nl = np.flatnonzero(arr == 10)
                 tabs = np.flatnonzero(arr == 9)
                 if len(tabs) != 2 * len(nl):
@@ -298,7 +299,6 @@ def _read_fixed_width(path, show_progress, block_bytes=1 << 26) -> Plays:
                 parts_i.append(items.encode(sliding_window_view(arr, items.width)[t1 + 1]))
                 width = int(clen.max())
                 valid = np.arange(width) < clen[:, None]
-                # The block ends with a newline, so width bytes after t2 stay inside it.
                 digits = sliding_window_view(arr, width)[t2 + 1].astype(np.int64) - 48
                 if np.any(valid & ((digits < 0) | (digits > 9))):
                     raise _NeedsCheck()
