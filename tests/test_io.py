@@ -118,3 +118,17 @@ def test_fixed_width_fast_path_matches_general_reader(tmp_path):
     for attr in ("user_ids", "item_ids", "users", "items", "counts"):
         assert np.array_equal(getattr(fixed, attr), getattr(general, attr)), attr
     assert np.array_equal(read_plays(path).counts, general.counts)
+
+
+def test_atomic_output_follows_umask(tmp_path):
+    import os
+
+    from dcue_cli.io.atomic import open_text_output
+
+    old = os.umask(0o022)
+    try:
+        with open_text_output(tmp_path / "x.tsv") as out:
+            out.write("a\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.tsv").stat().st_mode & 0o777 == 0o644

@@ -13,10 +13,19 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def temp_path_beside(target) -> Path:
+    """A new empty file beside `target`, with the permissions a plain open() would give it."""
     target = Path(target)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     os.close(fd)
+    # mkstemp makes the file 0600; an output should follow the umask like any other file.
+    os.chmod(name, 0o666 & ~_umask())
     return Path(name)
 
 
