@@ -1,0 +1,173 @@
+"""`dcue melspec` throughput beside decode-only, on the same files, in the same run.
+
+Two sets of files (made once, cached in --workdir):
+  - real:  the 16 recordings of ../shared/data/librosa_music (22.05 kHz mono and 44.1 kHz stereo
+           Ogg Vorbis), each linked under --copies names so that start-up costs are amortised;
+  - synth: `dcue synth` MP3s, 44.1 kHz, 30 s (a 7digital preview's shape); if `dcue synth` is
+           missing, MP3s written here with soundfile.
+For each set it measures:
+  - decode-only: the same files read to float32 arrays by the same decoder (soundfile /
+    libsndfile), the same first --max-seconds, one process, no features: the reference;
+  - `dcue melspec -j 1` and `-j 2`, as subprocesses, wall time from start to exit;
+  - `dcue melspec` with nothing left to do (the fixed start-up cost, for reading the others).
+Targets (issue 3): -j 1 within 1.5x of decode-only; -j 2 at least 1.8x faster than -j 1.
+Timings are only meaningful on an otherwise idle machine: the load average is printed.
+
+    python benchmarks/melspec_bench.py
+    python benchmarks/melspec_bench.py --songs 400 --copies 30 --workdir /tmp/melspec-bench
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DCUE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def dcue(*args):
+    return [sys.executable, "-m", "dcue_cli", *map(str, args)]
+
+
+def env():
+    return dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def real_set(workdir: Path, copies: int):
+    folder = workdir / f"real-x{copies}"
+    source = SHARED / "librosa_music"
+    if not source.is_dir():
+        print(f"(no {source}: skipping the real recordings)", file=sys.stderr)
+        return None
+    if not folder.is_dir():
+        tmp = folder.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for k in range(copies):
+            for path in sorted(source.glob("*.ogg")):
+                os.symlink(path, tmp / f"c{k:03d}_{path.name}")
+        tmp.rename(folder)
+    return folder
+
+
+def synth_set(workdir: Path, songs: int):
+    folder = workdir / f"synth-{songs}"
+    if (folder / "audio").is_dir():
+        return folder / "audio"
+    shutil.rmtree(folder, ignore_errors=True)
+    made = subprocess.run(dcue("-q", "synth", folder, "--songs", songs, "--users", 50, "--seconds", 30,
+                               "--sample-rate", 44100), env=env(), capture_output=True, text=True)
+    if made.returncode != 0 or not (folder / "audio").is_dir():
+        print(f"(dcue synth unavailable: {made.stderr.strip()[-200:]}; writing MP3s with soundfile)", file=sys.stderr)
+        write_mp3s(folder / "audio", songs)
+    return folder / "audio"
+
+
+def write_mp3s(folder: Path, songs: int):
+    import numpy as np
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    t = np.arange(44100 * 30) / 44100
+    for k in range(songs):
+        f = 110 * 2 ** (rng.integers(0, 36) / 12)
+        left = 0.3 * np.sin(2 * np.pi * f * t) * (1 + np.sin(2 * np.pi * 2 * t)) / 2
+        right = 0.3 * np.sin(2 * np.pi * 1.5 * f * t) + 0.02 * rng.standard_normal(t.size)
+        sf.write(folder / f"TRBENCH{k:011d}.mp3", np.stack([left, right], 1).astype(np.float32), 44100)
+
+
+def audio_files(folder: Path):
+    from dcue_cli.features import AUDIO_EXTENSIONS
+
+    return sorted(p for p in folder.rglob("*") if p.suffix.lstrip(".").lower() in AUDIO_EXTENSIONS)
+
+
+def decode_only(files, max_seconds):
+    """The reference: the same decoder reading the same window to float32 arrays, nothing else."""
+    import soundfile as sf
+
+    start, cpu = time.perf_counter(), time.process_time()
+    seconds = 0.0
+    for path in files:
+        with sf.SoundFile(path) as stream:
+            data = stream.read(frames=int(max_seconds * stream.samplerate), dtype="float32", always_2d=True)
+            seconds += len(data) / stream.samplerate
+    return time.perf_counter() - start, time.process_time() - cpu, seconds
+
+
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def melspec(folder, out, jobs, max_seconds, fresh=True):
+    args = ["-q", "melspec", folder, "-o", out, "-j", jobs, "--max-seconds", max_seconds]
+    if fresh:
+        args.append("--overwrite")
+    start, cpu = time.perf_counter(), children_cpu()
+    subprocess.run(dcue(*args), env=env(), check=True)
+    return time.perf_counter() - start, children_cpu() - cpu
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", default="/tmp/dcue-melspec-bench", help="cache for the generated files")
+    parser.add_argument("--songs", type=int, default=300, help="dcue synth songs (30 s MP3s)")
+    parser.add_argument("--copies", type=int, default=20, help="links to each real recording")
+    parser.add_argument("--max-seconds", type=float, default=30.0)
+    parser.add_argument("--sets", default="real,synth", help="which file sets to measure")
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    sets = {}
+    if "real" in args.sets:
+        sets["real ogg"] = real_set(workdir, args.copies)
+    if "synth" in args.sets:
+        sets["synth mp3"] = synth_set(workdir, args.songs)
+
+    rows = []
+    checks = []
+    for name, folder in sets.items():
+        if folder is None:
+            continue
+        files = audio_files(folder)
+        decode_only(files[:20], args.max_seconds)  # warm the page cache
+        reference, reference_cpu, seconds = decode_only(files, args.max_seconds)
+        out = workdir / f"{name.split()[0]}.h5"
+        j1, j1_cpu = melspec(folder, out, 1, args.max_seconds)
+        j2, j2_cpu = melspec(folder, out, 2, args.max_seconds)
+        idle, idle_cpu = melspec(folder, out, 1, args.max_seconds, fresh=False)
+        for label, wall, cpu in (("decode-only (reference)", reference, reference_cpu),
+                                 ("dcue melspec -j 1", j1, j1_cpu), ("dcue melspec -j 2", j2, j2_cpu),
+                                 ("  (fixed cost: nothing to do)", idle, idle_cpu)):
+            rows.append((name, label, len(files), seconds, wall, seconds / wall, wall / reference, cpu,
+                         cpu / reference_cpu))
+        checks.append((name, j1 / reference, j1 / j2, j1_cpu / reference_cpu))
+
+    print(f"load average before/after: {LOAD_BEFORE} / {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} cores")
+    header = (f"{'set':<10} {'run':<30} {'files':>6} {'audio s':>8} {'wall s':>7} {'x realtime':>10} "
+              f"{'wall/decode':>11} {'cpu s':>7} {'cpu/decode':>10}")
+    print(header)
+    print("-" * len(header))
+    for name, label, n, seconds, wall, rate, ratio, cpu, cpu_ratio in rows:
+        print(f"{name:<10} {label:<30} {n:>6} {seconds:>8.0f} {wall:>7.2f} {rate:>10.0f} {ratio:>11.2f} "
+              f"{cpu:>7.2f} {cpu_ratio:>10.2f}")
+    print()
+    for name, ratio, speedup, cpu_ratio in checks:
+        print(f"{name}: -j 1 wall / decode-only = {ratio:.2f} (target <= 1.5: {'met' if ratio <= 1.5 else 'NOT met'}; "
+              f"CPU-time ratio {cpu_ratio:.2f}); -j 1 / -j 2 wall = {speedup:.2f} "
+              f"(target >= 1.8: {'met' if speedup >= 1.8 else 'NOT met'})")
+
+
+LOAD_BEFORE = " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+if __name__ == "__main__":
+    main()
