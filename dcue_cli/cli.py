@@ -64,10 +64,10 @@ def cli(quiet, verbose):
       dcue synth data/                                   # or the real MSD files
       dcue melspec data/audio -o mels.h5 --id-map data/unique_tracks.txt
       dcue subset data/train_triplets.txt -o sub/ --songs-with mels.h5
-      dcue wmf sub/plays.tsv --splits sub/splits.tsv --fit-on train -o wmf.h5
+      dcue wmf sub/plays.tsv --splits sub/splits.tsv --fit-on all -o wmf.h5
       dcue train mels.h5 sub/plays.tsv --splits sub/splits.tsv -o model.pt
       dcue embed model.pt mels.h5 -o dcue.h5
-      dcue score dcue.h5 wmf.h5 --plays sub/plays.tsv --splits sub/splits.tsv
+      dcue score dcue.h5 wmf.h5 --popularity --plays sub/plays.tsv --splits sub/splits.tsv
     """
     log.configure(verbosity=verbose, quiet=quiet)
 

@@ -1,10 +1,172 @@
 """Evaluation metrics as pure numpy functions (no I/O, no click).
 
-Exact by construction: AUC from average ranks (ties count one half), over the full list of
-candidate items, never truncated at K.
+Exact by construction:
+- AUC from average ranks (a tie counts one half), over the full list of candidate items,
+  never truncated at K; equal to sklearn.metrics.roc_auc_score user by user.
+- precision@k, recall@k, nDCG@k and MAP@k on the full ranking of every candidate item, with
+  tied scores handled exactly: each value is its expectation over all orders of the tied
+  items (McSherry & Najork, ECIR 2008), so a model that scores every item the same gets the
+  random-ranking value, not a lucky or unlucky order. Without ties these are the usual
+  definitions.
+
+Everything works on a block of users at a time from their score rows: `evaluate` computes
+scores from user and item vectors chunk by chunk, so memory stays bounded for any number of
+users (the users x items matrix never exists at once).
+
+The one idea behind the speed: sort each user's score row once; then for every positive item
+a binary search in its row gives how many candidates score below it and how many the same. AUC, and the expected rank-based metrics, follow in closed form from those counts.
 """
 
+from typing import Iterable, Optional, Sequence
+
 import numpy as np
+
+METRIC_NAMES = ("precision", "recall", "ndcg", "map")
+DEFAULT_CHUNK_ELEMENTS = 1 << 21  # scores per chunk: 8 MB of float32, cache-friendly to sort
+
+
+# --------------------------------------------------------------------------- core, per block
+
+
+def _count_below(sorted_rows: np.ndarray, indptr: np.ndarray, values: np.ndarray):
+    """For each positive: how many entries of its user's sorted row are < and <= its score.
+
+    `indptr` (B + 1,) delimits each row's positives in `values`, as in a CSR matrix. A row
+    fits in cache, so one searchsorted per row beats any global search; numpy sorts NaN
+    last and searches consistently with that, so NaN entries (non-candidates) never count.
+    """
+    less = np.empty(len(values), np.int64)
+    leq = np.empty(len(values), np.int64)
+    for row in np.flatnonzero(np.diff(indptr)):
+        lo, hi = indptr[row], indptr[row + 1]
+        ranked, mine = sorted_rows[row], values[lo:hi]
+        less[lo:hi] = ranked.searchsorted(mine, "left")
+        leq[lo:hi] = ranked.searchsorted(mine, "right")
+    return less, leq
+
+
+def _discount_table(n: int) -> np.ndarray:
+    """D[t] = sum over positions s < t of 1/log2(s + 2): cumulative DCG discounts, D[0] = 0."""
+    out = np.zeros(n + 1)
+    out[1:] = np.cumsum(1.0 / np.log2(np.arange(n) + 2.0))
+    return out
+
+
+def _harmonic_table(n: int) -> np.ndarray:
+    """Hm[t] = sum over s = 1..t of 1/s, Hm[0] = 0."""
+    out = np.zeros(n + 1)
+    out[1:] = np.cumsum(1.0 / np.arange(1, n + 1))
+    return out
+
+
+def _block_metrics(scores: np.ndarray, pos_rows: np.ndarray, pos_cols: np.ndarray, n_cand: np.ndarray,
+                   ks: Sequence[int], tables: dict) -> dict:
+    """Per-user metrics of one block of users.
+
+    scores: (B, I) float, NaN where an item is not a candidate for that user (it takes no
+    part); sorted in place. pos_rows/pos_cols: the positive candidates, rows ascending, no
+    duplicates.
+    n_cand: (B,) number of candidates of each user. Returns {name: (B,) float64}, NaN for a
+    user without both a positive and a negative candidate.
+    """
+    n_rows, n_cols = scores.shape
+    values = scores[pos_rows, pos_cols]
+    scores.sort(axis=1)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(pos_rows, minlength=n_rows))])
+    less, leq = _count_below(scores, indptr, values)
+    equal = leq - less  # includes the positive itself, so >= 1
+    n_pos = np.bincount(pos_rows, minlength=n_rows)
+    n_neg = n_cand - n_pos
+    defined = (n_pos > 0) & (n_neg > 0)
+    out = {}
+
+    # AUC = (sum of the positives' average ranks - n_pos(n_pos+1)/2) / (n_pos n_neg); twice
+    # the rank sum is an integer, so this is exact up to the one division.
+    twice_rank_sum = np.bincount(pos_rows, weights=2 * less + equal + 1, minlength=n_rows)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (twice_rank_sum / 2.0 - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    auc[~defined] = np.nan
+    out["auc"] = auc
+    if not ks:
+        return out
+
+    # Rank-based metrics in expectation over the orders of tied items. In the descending
+    # ranking, a positive's tie group occupies positions [g, g + e) (0-based); under a random
+    # order of the group the positive is equally likely at each of them.
+    g = n_cand[pos_rows] - leq  # candidates scoring strictly higher
+    e = equal
+    # h: positives of the same user scoring strictly higher; m: positives in the tie group.
+    key = pos_rows.astype(np.int64) * (n_cols + 1) + g
+    sorted_key = np.sort(key)
+    first = np.searchsorted(sorted_key, key, "left")
+    h = first - np.searchsorted(sorted_key, pos_rows.astype(np.int64) * (n_cols + 1), "left")
+    m = np.searchsorted(sorted_key, key, "right") - first
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.where(e > 1, (m - 1) / np.maximum(e - 1, 1), 0.0)  # expected share of tied positives before
+    disc, harm = tables["discount"], tables["harmonic"]
+    for k in ks:
+        a = np.minimum(g, k)
+        b = np.minimum(g + e, k)
+        hits = np.bincount(pos_rows, weights=(b - a) / e, minlength=n_rows)
+        dcg = np.bincount(pos_rows, weights=(disc[b] - disc[a]) / e, minlength=n_rows)
+        idcg = disc[np.minimum(n_pos, k)]
+        # AP: at position t the precision is (1 + positives before t) / (t + 1); before t lie
+        # the h higher positives and, in expectation, (t - g) * rho of the tied ones.
+        dh = harm[b] - harm[a]
+        ap_terms = ((1 + h) * dh + rho * ((b - a) - (g + 1) * dh)) / e
+        ap = np.bincount(pos_rows, weights=ap_terms, minlength=n_rows)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"precision@{k}"] = np.where(defined, hits / k, np.nan)
+            out[f"recall@{k}"] = np.where(defined, hits / n_pos, np.nan)
+            out[f"ndcg@{k}"] = np.where(defined, dcg / idcg, np.nan)
+            out[f"map@{k}"] = np.where(defined, ap / np.minimum(n_pos, k), np.nan)
+    return out
+
+
+def metric_names(ks: Iterable[int] = (10,)) -> list:
+    """Column names in their order: auc, then precision@k, recall@k, ndcg@k, map@k for each k."""
+    return ["auc"] + [f"{name}@{k}" for k in ks for name in METRIC_NAMES]
+
+
+def _check_ks(ks) -> tuple:
+    ks = tuple(int(k) for k in ks)
+    if any(k < 1 for k in ks):
+        raise ValueError(f"every k must be a positive integer, not {ks}")
+    return ks
+
+
+def _tables(n_items: int, ks) -> dict:
+    size = max([n_items] + list(ks)) + 1
+    return {"discount": _discount_table(size), "harmonic": _harmonic_table(size)}
+
+
+# --------------------------------------------------------------------------- dense inputs
+
+
+def per_user_metrics(scores: np.ndarray, positives: np.ndarray, candidates: np.ndarray = None,
+                     ks: Sequence[int] = (10,)) -> dict:
+    """Every metric of each row of a dense score matrix: {name: (U,) float64}, NaN where undefined.
+
+    scores: (U, I) float (not NaN); positives: (U, I) bool; candidates: optional (U, I) or (I,)
+    bool of the items that take part (others, e.g. a user's training items, are ignored).
+    Metric names as in `metric_names(ks)`.
+    """
+    ks = _check_ks(ks)
+    scores = np.array(scores, copy=True)
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    positives = np.asarray(positives, dtype=bool)
+    if candidates is not None:
+        candidates = np.broadcast_to(np.asarray(candidates, dtype=bool), scores.shape)
+        positives = positives & candidates
+        scores[~candidates] = np.nan  # sorted last and never counted: not part of the ranking
+        n_cand = candidates.sum(axis=1)
+    else:
+        n_cand = np.full(scores.shape[0], scores.shape[1])
+    rows, cols = np.nonzero(positives)
+    return _block_metrics(scores, rows, cols, n_cand.astype(np.int64), ks, _tables(scores.shape[1], ks))
 
 
 def auc_per_user(scores: np.ndarray, positives: np.ndarray, candidates: np.ndarray = None) -> np.ndarray:
@@ -15,24 +177,262 @@ def auc_per_user(scores: np.ndarray, positives: np.ndarray, candidates: np.ndarr
     Returns (U,) float64, NaN for a user without both a positive and a negative candidate.
     Equals sklearn.metrics.roc_auc_score row by row.
     """
-    from scipy.stats import rankdata
+    return per_user_metrics(scores, positives, candidates, ks=())["auc"]
 
-    scores = np.asarray(scores, dtype=np.float64)
-    positives = np.asarray(positives, dtype=bool)
-    if candidates is not None:
-        candidates = np.asarray(candidates, dtype=bool)
-        positives = positives & candidates
-        # Excluded items go strictly above every candidate: the candidates' ranks among
-        # themselves are unchanged, and the excluded ones are never counted below.
-        scores = np.where(candidates, scores, np.inf)
-        n_cand = candidates.sum(axis=1)
+
+# --------------------------------------------------------------------------- from vectors, chunked
+
+
+def _as_numpy(x, dtype=np.float32) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor, possibly on a GPU
+        x = x.detach().cpu().numpy()
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def _normalize(v: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.where(norms > 0, norms, 1)
+
+
+def _candidate_columns(candidates, n_items: int) -> np.ndarray:
+    if candidates is None:
+        return np.arange(n_items)
+    candidates = np.asarray(candidates)
+    if candidates.dtype == bool:
+        if candidates.shape != (n_items,):
+            raise ValueError(f"a boolean candidates mask must have shape ({n_items},), not {candidates.shape}")
+        return np.flatnonzero(candidates)
+    return np.unique(candidates.astype(np.int64))
+
+
+def evaluate(
+    user_vectors,
+    item_vectors,
+    similarity: str,
+    positives,
+    candidates=None,
+    ks: Sequence[int] = (10,),
+    *,
+    exclude=None,
+    missing_items: Optional[np.ndarray] = None,
+    missing_users: Optional[np.ndarray] = None,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    threads: Optional[int] = None,
+    progress: bool = False,
+) -> dict:
+    """Rank items for every user from vectors and measure it against the positives, in chunks.
+
+    user_vectors: (U, d); item_vectors: (I, d) (numpy or torch); similarity: 'dot' or 'cosine'.
+    positives: sparse (U, I), nonzero = a positive (counts are binarised).
+    candidates: the items that are ranked for everyone: None (all I), a boolean (I,) mask or
+        item indices; the cold-start protocol passes the test songs here.
+    ks: the cut-offs of precision/recall/nDCG/MAP; () for AUC only (faster).
+    exclude: optional sparse (U, I): items not ranked for that user (the warm protocol's
+        training plays); they are neither hits nor negatives.
+    missing_items: optional (I,) bool: items without a real vector; they rank below every
+        other item (tied), which never flatters the model.
+    missing_users: optional (U,) bool: users without a real vector; every item ties for them.
+    chunk_elements: scores held per chunk of users (memory is about 2 x 4 bytes x this per
+        thread); threads: chunks scored at once (numpy sorts and BLAS release the GIL;
+        default: the usable cores, at most 8).
+
+    Returns a dict: 'metrics' {name: mean over evaluated users}, 'per_user' {name: (U,)
+    float64, NaN for users not evaluated}, 'evaluated' (U,) bool (a positive and a negative
+    among the candidates), 'n_users' (evaluated), 'n_items' (candidates), 'n_positives' and
+    'n_candidates' (U,) int64.
+    """
+    import scipy.sparse as sp
+
+    ks = _check_ks(ks)
+    if similarity not in ("dot", "cosine"):
+        raise ValueError(f"similarity must be 'dot' or 'cosine', not {similarity!r}")
+    users = _as_numpy(user_vectors)
+    items = _as_numpy(item_vectors)
+    if users.ndim != 2 or items.ndim != 2 or users.shape[1] != items.shape[1]:
+        raise ValueError(f"user vectors {users.shape} and item vectors {items.shape} must be (U, d) and (I, d)")
+    n_users, n_items = len(users), len(items)
+    positives = sp.csr_matrix(positives)
+    if positives.shape != (n_users, n_items):
+        raise ValueError(f"positives has shape {positives.shape}, expected ({n_users}, {n_items})")
+    if similarity == "cosine":
+        users, items = _normalize(users), _normalize(items)
+
+    cols = _candidate_columns(candidates, n_items)
+    items_c = items[cols]
+    penalty = None
+    if missing_items is not None:
+        missing_c = np.asarray(missing_items, bool)[cols]
+        if missing_c.any():
+            penalty = missing_c
+    pos = _binary(positives[:, cols])
+    if exclude is not None:
+        exc = _binary(sp.csr_matrix(exclude)[:, cols])
+        pos = _binary(pos - pos.multiply(exc))
+        n_cand = len(cols) - np.diff(exc.indptr).astype(np.int64)
     else:
-        n_cand = np.full(scores.shape[0], scores.shape[1])
-    ranks = rankdata(scores, axis=1, method="average")
-    n_pos = positives.sum(axis=1)
-    n_neg = n_cand - n_pos
-    pos_rank_sum = np.where(positives, ranks, 0.0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (pos_rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
-    auc[(n_pos == 0) | (n_neg == 0)] = np.nan
-    return auc
+        exc = None
+        n_cand = np.full(n_users, len(cols), np.int64)
+    lost_users = np.zeros(n_users, bool) if missing_users is None else np.asarray(missing_users, bool)
+    any_lost = bool(lost_users.any())
+
+    tables = _tables(len(cols), ks)
+    names = metric_names(ks) if ks else ["auc"]
+    per_user = {name: np.full(n_users, np.nan) for name in names}
+    step = max(1, int(chunk_elements) // max(1, len(cols)))
+
+    def one_block(start):
+        stop = min(start + step, n_users)
+        block = users[start:stop] @ items_c.T
+        if np.isnan(block).any():
+            raise ValueError("the vectors give NaN scores: check them for NaN or infinite values")
+        if penalty is not None:
+            block[:, penalty] = -np.inf
+        if any_lost:
+            block[lost_users[start:stop]] = 0.0
+        if exc is not None:
+            sub = exc[start:stop]
+            block[np.repeat(np.arange(stop - start), np.diff(sub.indptr)), sub.indices] = np.nan
+        sub = pos[start:stop]
+        rows = np.repeat(np.arange(stop - start), np.diff(sub.indptr))
+        return start, stop, _block_metrics(block, rows, sub.indices.astype(np.int64), n_cand[start:stop], ks, tables)
+
+    starts = range(0, n_users, step)
+    threads = max(1, min(int(threads or _usable_cores()), len(starts)))
+    with _maybe_pool(threads) as pool:
+        results = pool.map(one_block, starts) if pool else map(one_block, starts)
+        if progress:
+            from dcue_cli.log import progress as bar
+
+            results = bar(results, total=len(starts), desc="scoring users", unit=" chunks")
+        for start, stop, got in results:
+            for name in names:
+                per_user[name][start:stop] = got[name]
+
+    evaluated = ~np.isnan(per_user["auc"])
+    with np.errstate(invalid="ignore"):
+        means = {name: (float(values[evaluated].mean()) if evaluated.any() else float("nan"))
+                 for name, values in per_user.items()}
+    return {
+        "metrics": means,
+        "per_user": per_user,
+        "evaluated": evaluated,
+        "n_users": int(evaluated.sum()),
+        "n_items": int(len(cols)),
+        "n_positives": np.diff(pos.indptr).astype(np.int64),
+        "n_candidates": n_cand,
+    }
+
+
+def _usable_cores() -> int:
+    import os
+
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except AttributeError:  # not on Linux
+        return max(1, min(8, os.cpu_count() or 1))
+
+
+class _maybe_pool:
+    """A thread pool (BLAS limited to one thread inside it) when threads > 1, else nothing."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.pool = self.limits = None
+
+    def __enter__(self):
+        if self.threads <= 1:
+            return None
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+
+        self.limits = threadpool_limits(1, "blas")
+        self.pool = ThreadPoolExecutor(self.threads)
+        return self.pool
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.limits.restore_original_limits()
+        return False
+
+
+def _binary(m):
+    m = m.tocsr()
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    m.data = np.ones_like(m.data, dtype=np.float32)
+    m.sort_indices()
+    return m
+
+
+def mean_auc(user_vectors, item_vectors, similarity: str, positives, candidates=None, **kwargs) -> float:
+    """The paper's figure: mean over users (with a positive and a negative candidate) of the AUC.
+
+    Same arguments as `evaluate`; for validation during training.
+    """
+    return evaluate(user_vectors, item_vectors, similarity, positives, candidates, ks=(), **kwargs)["metrics"]["auc"]
+
+
+# --------------------------------------------------------------------------- uncertainty
+
+
+def bootstrap_means(values: np.ndarray, n_boot: int = 1000, seed: int = 0, block: int = 100) -> np.ndarray:
+    """Means of `values` (n,) or (n, m) over `n_boot` resamples of its rows with replacement.
+
+    Returns (n_boot,) or (n_boot, m). The same seed gives the same resamples for any `values`
+    of the same length, so columns bootstrapped together (or separately with one seed) are
+    paired: the difference of two columns' means is a paired bootstrap.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    one = values.ndim == 1
+    v = values[:, None] if one else values
+    n = len(v)
+    if n == 0:
+        out = np.full((n_boot, v.shape[1]), np.nan)
+        return out[:, 0] if one else out
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_boot, v.shape[1]))
+    for start in range(0, n_boot, block):
+        b = min(block, n_boot - start)
+        dtype = np.int32 if b * n < 2**31 else np.int64
+        draws = rng.integers(0, n, size=(b, n), dtype=dtype)
+        draws += (np.arange(b, dtype=dtype) * n)[:, None]
+        weights = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+        out[start:start + b] = weights @ v / n
+    return out[:, 0] if one else out
+
+
+def percentile_interval(samples: np.ndarray, level: float = 0.95):
+    """(low, high) percentiles of bootstrap samples along axis 0."""
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(samples, [tail, 100 - tail], axis=0)
+    return low, high
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0):
+    """The 95% (by default) percentile bootstrap interval of the mean of `values` over rows."""
+    return percentile_interval(bootstrap_means(values, n_boot, seed), level)
+
+
+def wilcoxon_p(differences: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired differences (1.0 when all are zero)."""
+    from scipy.stats import wilcoxon
+
+    d = np.asarray(differences, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    if len(d) == 0 or not np.any(d != 0):
+        return 1.0
+    return float(wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """Compare per-user values a and b (same users, same order): is mean(a) - mean(b) real?
+
+    Returns {'diff': mean difference, 'ci_low'/'ci_high': paired percentile bootstrap
+    interval of it, 'p_wilcoxon': two-sided Wilcoxon signed-rank p-value}.
+    """
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    low, high = bootstrap_ci(d, n_boot, level, seed)
+    return {"diff": float(d.mean()) if len(d) else float("nan"), "ci_low": float(low), "ci_high": float(high),
+            "p_wilcoxon": wilcoxon_p(d)}

@@ -1,0 +1,225 @@
+"""`dcue score`: evaluate embeddings (and popularity) on the cold-start or warm protocol, or query them."""
+
+import click
+
+from dcue_cli import log
+from dcue_cli.options import json_option, plays_input_options, seed_option
+
+PROTOCOLS_HINT = ("give --plays and --splits (the cold-start protocol) or --train-plays and --test-plays "
+                  "(the warm protocol)")
+
+
+def _parse_ks(text: str) -> tuple:
+    try:
+        ks = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        ks = ()
+    if not ks or any(k < 1 for k in ks):
+        raise click.BadParameter(f"{text!r}: give positive integers separated by commas, e.g. 10,50,100.",
+                                 param_hint="-k")
+    return tuple(dict.fromkeys(ks))
+
+
+@click.command("score")
+@click.argument("embeddings", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--plays", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Cold-start protocol: the plays of the subset (plays.tsv from `dcue subset`).")
+@click.option("--splits", type=click.Path(exists=True, dir_okay=False),
+              help="Cold-start protocol: the song splits (splits.tsv); also --items for queries.")
+@click.option("--on", "on_split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True,
+              help="Cold-start protocol: the split whose songs are ranked.")
+@click.option("--train-plays", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Warm protocol: the training plays (plays.train.tsv from subset --holdout-interactions).")
+@click.option("--test-plays", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Warm protocol: the held-out plays (plays.test.tsv).")
+@click.option("--popularity", is_flag=True,
+              help="Add a row ranking items by total play count (the sum of counts).")
+@click.option("--popularity-from", type=click.Choice(["auto", "evaluated", "train"]), default="auto",
+              show_default=True,
+              help="Counts of --popularity: 'evaluated' interactions (an oracle, as in the paper) or 'train' "
+                   "plays (warm only); auto: train when there are training plays, else evaluated.")
+@click.option("-k", "k_text", default="10", show_default=True, metavar="K[,K...]",
+              help="Cut-offs of precision/recall/nDCG/MAP, e.g. 10,50,100 (queries: how many items).")
+@click.option("--missing", type=click.Choice(["penalize", "drop"]), default="penalize", show_default=True,
+              help="Items or users without a vector in a file: 'penalize' ranks such items last (tied) and "
+                   "gives such users all-tied scores; 'drop' evaluates only what every file has.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=1000, show_default=True,
+              help="Bootstrap resamples of users for the 95% intervals and paired differences.")
+@seed_option()
+@json_option
+@click.option("--per-user", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Also write every user's values (TSV: model, user, positives, candidates, metrics).")
+@click.option("--paper", is_flag=True, help="Print the paper's MSD figures (Table 1) under the table, for reference.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads for scoring (default: the usable cores, at most 8).")
+@click.option("--user", "query_user", help="Query: print the top -k items for this user id (TSV).")
+@click.option("--item", "query_item", help="Query: print the -k items nearest to this item id (TSV).")
+@click.option("--exclude-played", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Query --user: leave out the items the user played in this plays file.")
+@click.option("--id-map", type=click.Path(exists=True, dir_okay=False),
+              help="Query: MSD unique_tracks.txt, to print artist and title beside each item.")
+@click.option("--items", "query_items", type=click.Choice(["all", "train", "valid", "test"]), default="all",
+              show_default=True, help="Query: rank only the songs of this split of --splits.")
+@plays_input_options
+def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity, popularity_from, k_text,
+        missing, n_boot, seed, as_json, per_user, paper, threads, query_user, query_item, exclude_played, id_map,
+        query_items, columns, header, skip_bad):
+    """Measure how well embeddings rank held-out songs for users, or query them.
+
+    Cold-start protocol (the paper's; --plays and --splits): for every user with a positive
+    and a negative among the songs of one split (--on test), AUC of the model's scores over
+    those songs, averaged over users; plus precision, recall, nDCG and MAP at -k on the full
+    ranking. Warm protocol (--train-plays and --test-plays): every training item a user has
+    not played in training is ranked; training plays are neither hits nor negatives. Each
+    figure has a 95% bootstrap interval over users; several files give one table, with a
+    paired test of each row against the first. The table goes to stderr, or to stdout when
+    nothing else does; --json and --per-user are for scripts.
+
+    Queries: --user ID prints the user's top -k items, --item ID the -k most similar items,
+    as TSV (rank, item, score[, artist, title]).
+
+    \b
+    Example:
+      dcue score dcue.h5 wmf.h5 --plays sub/plays.tsv --splits sub/splits.tsv --popularity
+      dcue score wmf.h5 --train-plays lf/plays.train.tsv --test-plays lf/plays.test.tsv \\
+          --popularity -k 10,50 --json > warm.json
+      dcue score dcue.h5 --user b80344d063b5ccb3212f76538f3d9e43d87dca9e -k 5 \\
+          --exclude-played sub/plays.tsv --id-map unique_tracks.txt
+    """
+    from dcue_cli.io.tsv import parse_columns, parse_header_option
+
+    ks = _parse_ks(k_text)
+    read_opts = {"columns": parse_columns(columns, 3), "header": parse_header_option(header), "skip_bad": skip_bad}
+    if query_user is not None or query_item is not None:
+        _query(embeddings, query_user, query_item, ks[0], exclude_played, id_map, query_items, splits, read_opts,
+               conflicting={"--plays": plays, "--train-plays": train_plays, "--test-plays": test_plays,
+                            "--popularity": popularity, "--json": as_json, "--per-user": per_user})
+        return
+    for flag, value in (("--exclude-played", exclude_played), ("--id-map", id_map)):
+        if value:
+            raise click.UsageError(f"{flag} applies to --user/--item queries only.")
+    cold, warm = bool(plays or splits), bool(train_plays or test_plays)
+    if cold and warm:
+        raise click.UsageError(f"choose one protocol: {PROTOCOLS_HINT}, not both.")
+    if cold and not (plays and splits):
+        raise click.UsageError(f"the cold-start protocol needs both --plays and --splits ({PROTOCOLS_HINT}).")
+    if warm and not (train_plays and test_plays):
+        raise click.UsageError(f"the warm protocol needs both --train-plays and --test-plays ({PROTOCOLS_HINT}).")
+    if warm and on_split != "test":
+        raise click.UsageError("--on applies to the cold-start protocol (--plays/--splits).")
+    if not (cold or warm):
+        raise click.UsageError(f"nothing to evaluate against: {PROTOCOLS_HINT}; or query with --user/--item.")
+    if as_json and per_user == "-":
+        raise click.UsageError("--json and --per-user - would both write to stdout: give --per-user a file name.")
+    if not embeddings and not popularity:
+        raise click.UsageError("nothing to score: give embeddings files (from `dcue embed` or `dcue wmf`) "
+                               "and/or --popularity.")
+    _evaluate(embeddings, plays, splits, on_split, train_plays, test_plays, popularity, popularity_from, ks,
+              missing, n_boot, seed, as_json, per_user, paper, threads, read_opts)
+
+
+def _evaluate(embeddings, plays, splits, on_split, train_plays, test_plays, popularity, popularity_from, ks,
+              missing, n_boot, seed, as_json, per_user, paper, threads, read_opts):
+    import json
+    import sys
+
+    from dcue_cli.evaluation import (align, cold_start_task, handle_missing, name_models, popularity_model,
+                                     score_models, warm_task)
+    from dcue_cli.io.atomic import open_text_output
+    from dcue_cli.io.embeddings import read_embeddings
+    from dcue_cli.io.plays import read_plays
+    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.report import format_table, write_per_user
+
+    files = [read_embeddings(path, need_users=True) for path in embeddings]  # fail fast, before the plays
+    if plays:
+        task = cold_start_task(read_plays(plays, **read_opts), read_splits(splits), on_split, splits_name=splits)
+    else:
+        task = warm_task(read_plays(train_plays, **read_opts), read_plays(test_plays, **read_opts),
+                         train_name=train_plays)
+    models = ([popularity_model(task, popularity_from)] if popularity else []) + [align(e, task) for e in files]
+    name_models(models)
+    task, models, counts = handle_missing(task, models, missing)
+    report, values = score_models(task, models, ks, n_boot=n_boot, seed=seed, threads=threads,
+                                  missing_counts=counts, progress=True)
+    table = format_table(report, paper=paper)
+    data_on_stdout = as_json or per_user == "-"
+    if data_on_stdout:
+        if not log.is_quiet():
+            click.echo(table, err=True)
+    else:
+        click.echo(table)
+    if per_user:
+        with open_text_output(per_user) as stream:
+            write_per_user(stream, values, report["models"])
+        if per_user != "-":
+            log.info("wrote per-user values to %s", per_user)
+    if as_json:
+        json.dump(_finite(report), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+
+
+def _finite(value):
+    """NaN and infinities as null, so the JSON is strict."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _query(embeddings, user, item, k, exclude_played, id_map, items_split, splits, read_opts, conflicting):
+    from dcue_cli.errors import DcueError
+    from dcue_cli.io.embeddings import read_embeddings
+    from dcue_cli.queries import recommend, similar_items, titles_from_id_map
+
+    if user is not None and item is not None:
+        raise click.UsageError("give --user or --item, not both.")
+    if len(embeddings) != 1:
+        raise click.UsageError(f"a --user/--item query reads exactly one embeddings file, not {len(embeddings)}.")
+    for flag, value in conflicting.items():
+        if value:
+            raise click.UsageError(f"{flag} applies to evaluations, not to --user/--item queries.")
+    if item is not None and exclude_played:
+        raise click.UsageError("--exclude-played applies to --user queries.")
+    if items_split != "all" and not splits:
+        raise click.UsageError(f"--items {items_split} needs --splits.")
+    emb = read_embeddings(embeddings[0], need_users=user is not None)
+    allowed = None
+    if items_split != "all":
+        from dcue_cli.io.tsv import read_splits
+
+        allowed = {i for i, s in read_splits(splits).items() if s == items_split}
+    titles = None
+    if id_map:
+        from dcue_cli.io.tsv import read_id_map
+
+        titles = titles_from_id_map(read_id_map(id_map))
+    if user is not None:
+        played = None
+        if exclude_played:
+            from dcue_cli.io.plays import read_plays
+
+            data = read_plays(exclude_played, show_progress=False, **read_opts)
+            code = {u: c for c, u in enumerate(data.user_ids)}.get(user)
+            if code is None:
+                log.warning("user %r has no play in %s: nothing excluded", user, exclude_played)
+                played = set()
+            else:
+                played = set(data.item_ids[data.items[data.users == code]])
+        rows = recommend(emb, user, k, exclude=played, allowed=allowed)
+    else:
+        rows = similar_items(emb, item, k, allowed=allowed)
+    if not rows:
+        raise DcueError("no item is left to rank: check --items and --exclude-played.")
+    header = ["rank", "item", "score"] + (["artist", "title"] if titles is not None else [])
+    click.echo("\t".join(header))
+    for rank, item_id, score in rows:
+        fields = [str(rank), item_id, f"{score:.6g}"]
+        if titles is not None:
+            fields += list(titles.get(item_id, ("", "")))
+        click.echo("\t".join(fields))

@@ -1,0 +1,88 @@
+"""`dcue wmf`: the weighted matrix factorisation baseline, written as an embeddings file."""
+
+import os
+
+import click
+
+from dcue_cli import log
+from dcue_cli.options import device_option, output_option, plays_input_options, seed_option
+
+
+@click.command("wmf")
+@click.argument("plays", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--splits", type=click.Path(exists=True, dir_okay=False),
+              help="Song splits (item_id<TAB>train|valid|test) from `dcue subset`; needs --fit-on.")
+@click.option("--fit-on", type=click.Choice(["all", "train"]), default=None,
+              help="With --splits: 'all' fits every song (the paper's WMF row: an upper bound, not a "
+                   "cold-start method); 'train' only the train songs (for WMF+Regression).")
+@output_option("Embeddings HDF5 to write (users and items; similarity dot).")
+@click.option("--factors", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Latent dimensions.")
+@click.option("--regularization", type=click.FloatRange(min=0), default=0.01, show_default=True,
+              help="L2 weight on the factors (lambda).")
+@click.option("--iterations", type=click.IntRange(min=1), default=15, show_default=True,
+              help="ALS sweeps (users then items).")
+@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=40.0, show_default=True,
+              help="Confidence scale: how much more a play counts than a non-play.")
+@click.option("--confidence", type=click.Choice(["linear", "log"]), default="linear", show_default=True,
+              help="linear: 1 + alpha*c; log: 1 + alpha*log(1 + c/epsilon) (for heavy-tailed counts).")
+@click.option("--epsilon", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="The epsilon of --confidence log.")
+@seed_option()
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for ALS (default: all usable cores).")
+@device_option()
+@plays_input_options
+def cli(plays, splits, fit_on, output, factors, regularization, iterations, alpha, confidence, epsilon, seed,
+        threads, device, columns, header, skip_bad):
+    """Fit weighted matrix factorisation (Hu, Koren & Volinsky 2008) to play counts.
+
+    ALS through the `implicit` library, on the GPU when implicit has CUDA there (--device),
+    else on the CPU; the log says which. A play count c gives confidence 1 + alpha*c (or the
+    log form), a non-play confidence 1. Without --splits every item of PLAYS is fitted: the
+    warm protocol's training plays. With --splits, --fit-on says which songs. Writes the
+    embeddings contract (users and items, similarity dot, source wmf) with every
+    hyperparameter as an attribute, for `dcue score`, `dcue train --objective regress` and
+    `dcue autotag`.
+
+    \b
+    Example:
+      dcue wmf sub/plays.tsv --splits sub/splits.tsv --fit-on all -o wmf.h5
+      dcue wmf lastfm/plays.train.tsv --confidence log --alpha 2 -o wmf-warm.h5
+    """
+    from dcue_cli.factors import WmfConfig, fit_wmf, select_items_for_fit
+    from dcue_cli.io.embeddings import Embeddings, write_embeddings
+    from dcue_cli.io.plays import read_plays
+    from dcue_cli.io.tsv import parse_columns, parse_header_option, read_splits
+
+    if splits and not fit_on:
+        raise click.UsageError("--splits needs --fit-on: 'all' (the paper's WMF row, fitted on every song: an "
+                               "upper bound) or 'train' (only the train songs, for WMF+Regression).")
+    if fit_on and not splits:
+        raise click.UsageError("--fit-on needs --splits (without it every item of PLAYS is fitted).")
+    config = WmfConfig(factors, regularization, iterations, alpha, confidence, epsilon, seed, threads, device)
+
+    data = read_plays(plays, columns=parse_columns(columns, 3), header=parse_header_option(header),
+                      skip_bad=skip_bad)
+    split_map = read_splits(splits) if splits else None
+    data, note = select_items_for_fit(data, split_map, fit_on or "all")
+    if note:
+        log.info(note)
+    user_factors, item_factors, info = fit_wmf(data.to_csr(), config, show_progress=True)
+    attrs = dict(config.attrs(), name="WMF", fit_on=fit_on or "all", plays=os.path.basename(str(plays)),
+                 splits=os.path.basename(splits) if splits else None, n_users=data.n_users, n_items=data.n_items,
+                 n_plays=len(data), wmf_device=info["device"], wmf_threads=info["threads"],
+                 implicit_version=_implicit_version())
+    write_embeddings(output, Embeddings(data.item_ids, item_factors, data.user_ids, user_factors,
+                                        source="wmf", similarity="dot", attrs=attrs))
+    log.info("fitted in %.1f s; wrote %s (%s users, %s items, %d factors)", info["seconds"], output,
+             f"{data.n_users:,}", f"{data.n_items:,}", factors)
+
+
+def _implicit_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("implicit")
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,171 @@
+"""Weighted matrix factorisation (Hu, Koren & Volinsky 2008) through `implicit`'s ALS.
+
+Each observed play count c becomes a preference 1 with confidence
+    linear: 1 + alpha * c            log: 1 + alpha * log(1 + c / epsilon)
+and unobserved pairs preference 0 with confidence 1. `implicit` (0.7) takes the confidence
+matrix itself (it treats the stored values as C_ui), so the confidences are computed here and
+implicit's own `alpha` stays 1.
+
+The CPU or GPU is chosen in one place, `choose_device`; implicit's warnings (the OpenBLAS
+thread-pool advice, its progress bar) are handled here so that a user sees only our log.
+"""
+
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import numpy as np
+
+from dcue_cli import log
+from dcue_cli.errors import DcueError
+
+CONFIDENCES = ("linear", "log")
+
+
+@dataclass
+class WmfConfig:
+    factors: int = 100
+    regularization: float = 0.01
+    iterations: int = 15
+    alpha: float = 40.0
+    confidence: str = "linear"
+    epsilon: float = 1.0
+    seed: int = 0
+    threads: Optional[int] = None  # CPU threads (None: all usable cores)
+    device: str = "auto"  # auto, cpu, cuda, cuda:0
+
+    def attrs(self) -> dict:
+        """The hyperparameters as HDF5 attributes (threads and device are run details, kept too)."""
+        out = {f"wmf_{k}" if k in ("threads", "device") else k: v for k, v in asdict(self).items()}
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def confidence(counts: np.ndarray, alpha: float, kind: str = "linear", epsilon: float = 1.0) -> np.ndarray:
+    """C = 1 + alpha * c (linear) or 1 + alpha * log(1 + c / epsilon) (log), as float32."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if kind == "linear":
+        conf = 1.0 + alpha * counts
+    elif kind == "log":
+        conf = 1.0 + alpha * np.log1p(counts / epsilon)
+    else:
+        raise ValueError(f"confidence must be one of {CONFIDENCES}, not {kind!r}")
+    return conf.astype(np.float32)
+
+
+def _gpu_available() -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "CUDA extension is built, but disabling GPU support ..."
+        import implicit.gpu
+
+    return bool(implicit.gpu.HAS_CUDA)
+
+
+def choose_device(device: str = "auto") -> str:
+    """'cpu' or 'gpu' for implicit: the one place that decides; a one-line error if impossible."""
+    device = (device or "auto").lower()
+    if device == "cpu":
+        return "cpu"
+    if device == "auto":
+        return "gpu" if _gpu_available() else "cpu"
+    if device in ("cuda", "gpu", "cuda:0"):
+        if not _gpu_available():
+            raise DcueError(f"--device {device}: this implicit has no CUDA support here (implicit.gpu.HAS_CUDA is "
+                            "False): use --device cpu, or install implicit built with CUDA.")
+        return "gpu"
+    if device.startswith("cuda:"):
+        raise DcueError(f"--device {device}: implicit uses the current CUDA device; run with "
+                        f"CUDA_VISIBLE_DEVICES={device[5:]} and --device cuda.")
+    raise DcueError(f"--device {device!r}: use auto, cpu or cuda.")
+
+
+def _usable_cores() -> int:
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def fit_wmf(counts, config: Optional[WmfConfig] = None, show_progress: bool = True):
+    """Fit WMF to a users x items sparse matrix of play counts.
+
+    Returns (user_factors (U, f) float32, item_factors (I, f) float32, info dict with the
+    device, threads and seconds). The same seed gives the same factors.
+    """
+    import scipy.sparse as sp
+    from threadpoolctl import threadpool_limits
+
+    config = config or WmfConfig()
+    if config.confidence not in CONFIDENCES:
+        raise DcueError(f"--confidence {config.confidence!r}: use linear or log.")
+    for name in ("factors", "iterations"):
+        if getattr(config, name) < 1:
+            raise DcueError(f"--{name} {getattr(config, name)}: give a positive integer.")
+    if config.alpha <= 0 or config.regularization < 0 or config.epsilon <= 0:
+        raise DcueError("--alpha and --epsilon must be positive and --regularization non-negative.")
+    matrix = sp.csr_matrix(counts, dtype=np.float32, copy=True)
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    if matrix.nnz == 0:
+        raise DcueError("there are no plays to fit WMF to.")
+    matrix.data = confidence(matrix.data, config.alpha, config.confidence, config.epsilon)
+
+    device = choose_device(config.device)
+    threads = config.threads or _usable_cores()
+    log.info("fitting WMF on the %s: %s users x %s items, %s plays; %d factors, %d iterations, "
+             "regularization %g, confidence %s (alpha %g%s)",
+             "GPU (implicit CUDA)" if device == "gpu" else f"CPU ({threads} thread{'s' * (threads > 1)})",
+             f"{matrix.shape[0]:,}", f"{matrix.shape[1]:,}", f"{matrix.nnz:,}", config.factors, config.iterations,
+             config.regularization, config.confidence, config.alpha,
+             f", epsilon {config.epsilon:g}" if config.confidence == "log" else "")
+    start = time.perf_counter()
+    bar = log.progress(total=config.iterations, desc="WMF (ALS)", unit=" iterations", disable=not show_progress)
+    # implicit's ALS parallelises over users itself; a multi-threaded BLAS underneath only fights
+    # it (implicit warns about exactly that): BLAS gets one thread while fitting.
+    with threadpool_limits(1, "blas"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if device == "gpu":
+            from implicit.gpu.als import AlternatingLeastSquares
+
+            model = AlternatingLeastSquares(factors=config.factors, regularization=config.regularization,
+                                            alpha=1.0, iterations=config.iterations, random_state=config.seed)
+        else:
+            from implicit.cpu.als import AlternatingLeastSquares
+
+            model = AlternatingLeastSquares(factors=config.factors, regularization=config.regularization,
+                                            alpha=1.0, iterations=config.iterations, num_threads=threads,
+                                            random_state=config.seed)
+        try:
+            model.fit(matrix, show_progress=False, callback=lambda *args: bar.update(1))
+        finally:
+            bar.close()
+    if device == "gpu":
+        model = model.to_cpu()
+    users = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+    items = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+    if not (np.isfinite(users).all() and np.isfinite(items).all()):
+        raise DcueError("WMF diverged (non-finite factors): raise --regularization or lower --alpha.")
+    seconds = time.perf_counter() - start
+    return users, items, {"device": device, "threads": threads if device == "cpu" else None, "seconds": seconds}
+
+
+def select_items_for_fit(plays, splits: Optional[dict], fit_on: str):
+    """The plays WMF is fitted on: all of them, or only those of the train songs.
+
+    Returns (plays, note) where note says what was left out (for the log).
+    """
+    if splits is None or fit_on == "all":
+        return plays, ""
+    split_of = np.array([splits.get(i, "") for i in plays.item_ids], dtype=object)
+    is_train = split_of == "train"
+    if not is_train.any():
+        raise DcueError("--fit-on train: no song of the plays is in the train split of --splits: give the "
+                        "plays and splits written together by `dcue subset`.")
+    unknown = int((split_of == "").sum())
+    kept = plays.select(is_train[plays.items])
+    note = (f"--fit-on train: {kept.n_items:,} train songs kept; {plays.n_items - kept.n_items:,} other songs "
+            f"left out ({unknown:,} of them not in --splits); "
+            f"{plays.n_users - kept.n_users:,} users left without plays")
+    return kept, note

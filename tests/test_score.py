@@ -1,0 +1,243 @@
+"""`dcue score`: both protocols on hand-made fixtures with known answers, output forms, queries, errors."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import invoke
+
+from dcue_cli.io.embeddings import Embeddings, write_embeddings
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def _emb(path, items: dict, users: dict, similarity="dot", **attrs):
+    write_embeddings(path, Embeddings(
+        np.array(list(items), dtype=object), np.array([[v] for v in items.values()], np.float32),
+        np.array(list(users), dtype=object), np.array([[v] for v in users.values()], np.float32),
+        source=attrs.pop("source", "dcue"), similarity=similarity, attrs=attrs))
+    return path
+
+
+@pytest.fixture
+def cold(tmp_path):
+    """Test songs t1..t4, train songs r1, r2. A plays t1, t2; B plays t3; C no test song; D all of them."""
+    plays = _write(tmp_path / "plays.tsv", "A\tr1\t5\nA\tt1\t2\nA\tt2\t1\nB\tr2\t1\nB\tt3\t4\nC\tr1\t1\n"
+                                           "D\tt1\t1\nD\tt2\t1\nD\tt3\t1\nD\tt4\t1\n")
+    splits = _write(tmp_path / "splits.tsv", "r1\ttrain\nr2\ttrain\nt1\ttest\nt2\ttest\nt3\ttest\nt4\ttest\n")
+    users = {u: 1.0 for u in "ABCD"}
+    model = _emb(tmp_path / "model.h5", {"t1": 4, "t2": 3, "t3": 2, "t4": 1, "r1": 0, "r2": 0}, users, name="DCUE")
+    return tmp_path, plays, splits, model
+
+
+def _json(result):
+    return json.loads(result.stdout)
+
+
+def test_cold_start_auc_and_oracle_popularity(cold):
+    _, plays, splits, model = cold
+    report = _json(invoke(["score", model, "--plays", plays, "--splits", splits, "--popularity", "--json", "-k", "1"]))
+    assert report["protocol"] == "cold-start" and report["users"] == 2 and report["items"] == 4
+    popularity, dcue = report["models"]
+    # A: positives t1, t2 on top: 1; B: t3 third of four: 1/3. Popularity (test totals t3 5, t1 3,
+    # t2 2, t4 1): A 2/4, B 1.
+    assert dcue["metrics"]["auc"]["mean"] == pytest.approx((1 + 1 / 3) / 2, abs=1e-12)
+    assert popularity["metrics"]["auc"]["mean"] == pytest.approx(0.75, abs=1e-12)
+    assert dcue["metrics"]["precision@1"]["mean"] == pytest.approx(0.5)
+    assert popularity["note"] == "ranks by total play count in the evaluated interactions: an oracle, as in the paper"
+    assert dcue["vs_first"]["auc"]["diff"] == pytest.approx((1 + 1 / 3) / 2 - 0.75)
+    assert 0 <= dcue["vs_first"]["auc"]["p_wilcoxon"] <= 1
+    stats = dcue["metrics"]["auc"]
+    assert stats["ci_low"] <= stats["mean"] <= stats["ci_high"]
+
+
+def test_table_goes_to_stdout_alone_and_to_stderr_beside_json(cold):
+    _, plays, splits, model = cold
+    alone = invoke(["score", model, "--plays", plays, "--splits", splits, "--popularity", "--paper"])
+    lines = alone.stdout.splitlines()
+    assert lines[0] == ("cold-start protocol: the test songs of " + str(splits) +
+                        ": 4 songs, 2 users with a positive and a negative among them")
+    assert any(line.startswith("Popularity [1]") and "0.7500 ±" in line for line in lines)
+    assert "[1] Popularity: ranks by total play count in the evaluated interactions: an oracle" in alone.stdout
+    assert "paired against Popularity" in alone.stdout
+    assert "paper (Lee et al. 2018, Table 1; MSD, cold-start AUC): Popularity 0.7059, WMF 0.9302" in alone.stdout
+    both = invoke(["score", model, "--plays", plays, "--splits", splits, "--json"])
+    assert json.loads(both.stdout)["models"][0]["name"] == "DCUE"
+    assert "DCUE" in both.stderr and "0.6667 ±" in both.stderr
+
+
+def test_per_user_values_match_sklearn(cold):
+    from sklearn.metrics import roc_auc_score
+
+    tmp_path, plays, splits, model = cold
+    out = tmp_path / "users.tsv"
+    invoke(["score", model, "--plays", plays, "--splits", splits, "--per-user", out, "-k", "2"])
+    rows = [line.split("\t") for line in out.read_text().splitlines()]
+    assert rows[0] == ["model", "user", "positives", "candidates", "auc", "precision@2", "recall@2", "ndcg@2", "map@2"]
+    by_user = {r[1]: r for r in rows[1:]}
+    assert sorted(by_user) == ["A", "B"]
+    assert float(by_user["B"][4]) == pytest.approx(roc_auc_score([0, 0, 1, 0], [4, 3, 2, 1]), abs=1e-9)
+    assert by_user["A"][2:4] == ["2", "4"]
+
+
+def test_wmf_fitted_on_all_is_labelled_an_upper_bound(cold):
+    tmp_path, plays, splits, model = cold
+    wmf = _emb(tmp_path / "wmf.h5", {"t1": 1, "t2": 2, "t3": 3, "t4": 4}, {u: 1.0 for u in "ABD"},
+               source="wmf", fit_on="all", name="WMF")
+    report = _json(invoke(["score", model, wmf, "--plays", plays, "--splits", splits, "--json"]))
+    assert report["models"][1]["note"] == ("fitted on plays of the very songs ranked here: an upper bound, "
+                                           "not a cold-start method")
+    trained = _emb(tmp_path / "wmf_train.h5", {"r1": 1, "r2": 2}, {u: 1.0 for u in "AB"}, source="wmf", fit_on="train")
+    result = invoke(["score", trained, "--plays", plays, "--splits", splits], expect=1)
+    assert result.stderr.startswith(f"Error: {trained} is WMF fitted on the train songs only (fit_on=train)")
+
+
+def test_missing_items_are_reported_penalized_or_dropped(cold):
+    tmp_path, plays, splits, model = cold
+    partial = _emb(tmp_path / "partial.h5", {"t2": 3, "t3": 2, "t4": 1}, {u: 1.0 for u in "ABCD"}, name="Partial")
+    result = invoke(["score", model, partial, "--plays", plays, "--splits", splits, "--json"])
+    assert (f"Warning: {partial} has no vector for 1 of the 4 songs to rank: such items rank below every other "
+            "item (tied); --missing drop evaluates only what every file has instead") in result.stderr
+    report = _json(result)
+    row = report["models"][1]
+    assert row["missing_items"] == 1 and "1 songs without a vector ranked last (--missing penalize)" in row["note"]
+    # t2 > t3 > t4 > t1 (missing: last). A's positives t2 and t1: 2 of 4 pairs; B's t3: 2 of 3.
+    assert row["metrics"]["auc"]["mean"] == pytest.approx((0.5 + 2 / 3) / 2)
+    dropped = _json(invoke(["score", model, partial, "--plays", plays, "--splits", splits, "--json",
+                            "--missing", "drop"]))
+    assert dropped["items"] == 3
+    assert "--missing drop: evaluated on the 3 songs and 2 users that every file has" in dropped["notes"]
+
+
+def test_missing_users_are_reported(cold):
+    tmp_path, plays, splits, _ = cold
+    few = _emb(tmp_path / "few.h5", {"t1": 4, "t2": 3, "t3": 2, "t4": 1}, {"A": 1.0})
+    result = invoke(["score", few, "--plays", plays, "--splits", splits, "--json"])
+    assert "has no vector for 1 of the 2 users: such users rank every item as a tie" in result.stderr
+    assert _json(result)["models"][0]["metrics"]["auc"]["mean"] == pytest.approx((1 + 0.5) / 2)
+
+
+@pytest.fixture
+def warm(tmp_path):
+    train = _write(tmp_path / "train.tsv", "A\ti1\t1\nA\ti2\t1\nB\ti3\t1\nC\ti4\t1\nC\ti5\t1\n")
+    test = _write(tmp_path / "test.tsv", "A\ti3\t2\nB\ti1\t1\nB\ti9\t1\n")
+    model = _emb(tmp_path / "m.h5", {"i1": 5, "i2": 4, "i3": 3, "i4": 2, "i5": 1}, {u: 1.0 for u in "ABC"})
+    return tmp_path, train, test, model
+
+
+def test_warm_protocol_never_counts_training_plays(warm):
+    _, train, test, model = warm
+    result = invoke(["score", model, "--train-plays", train, "--test-plays", test, "--popularity", "--json", "-k", 1])
+    report = _json(result)
+    assert report["protocol"] == "warm" and report["users"] == 2 and report["items"] == 5
+    popularity, dcue = report["models"]
+    # A's training items i1, i2 score above its test item i3: counted as negatives they would give 0.
+    assert dcue["metrics"]["auc"]["mean"] == 1.0
+    assert popularity["note"] == "ranks by total play count in the training plays"
+    assert popularity["metrics"]["auc"]["mean"] == 0.5  # all training counts tie
+    # P@1 in expectation over the tie: A has 3 candidates, B 4, one positive each.
+    assert popularity["metrics"]["precision@1"]["mean"] == pytest.approx((1 / 3 + 1 / 4) / 2)
+    assert ("1 test plays on 1 items that no training play has are left out (the warm protocol ranks the "
+            "training items; use --plays/--splits for cold items)") in report["notes"]
+
+
+def test_warm_oracle_popularity_is_labelled(warm):
+    _, train, test, _ = warm
+    report = _json(invoke(["score", "--train-plays", train, "--test-plays", test, "--popularity",
+                           "--popularity-from", "evaluated", "--json"]))
+    assert report["models"][0]["note"] == "ranks by total play count in the test plays: an oracle, as in the paper"
+
+
+def test_cold_popularity_from_train_is_refused(cold):
+    _, plays, splits, _ = cold
+    result = invoke(["score", "--plays", plays, "--splits", splits, "--popularity", "--popularity-from", "train"],
+                    expect=1)
+    assert result.stderr.startswith("Error: --popularity-from train needs training plays of the ranked items")
+
+
+def test_usage_errors(cold, warm):
+    _, plays, splits, model = cold
+    _, train, test, _ = warm
+    result = invoke(["score", model], expect=2)
+    assert "nothing to evaluate against: give --plays and --splits (the cold-start protocol)" in result.stderr
+    result = invoke(["score", model, "--plays", plays, "--splits", splits, "--train-plays", train,
+                     "--test-plays", test], expect=2)
+    assert "choose one protocol" in result.stderr
+    result = invoke(["score", model, "--plays", plays], expect=2)
+    assert "the cold-start protocol needs both --plays and --splits" in result.stderr
+    result = invoke(["score", "--plays", plays, "--splits", splits], expect=2)
+    assert "nothing to score: give embeddings files" in result.stderr
+    result = invoke(["score", model, "--plays", plays, "--splits", splits, "-k", "10,x"], expect=2)
+    assert "give positive integers separated by commas" in result.stderr
+
+
+def test_file_errors(cold, tmp_path):
+    _, plays, splits, model = cold
+    result = invoke(["score", tmp_path / "nope.h5", "--plays", plays, "--splits", splits], expect=1)
+    assert result.stderr.strip() == f"Error: {tmp_path / 'nope.h5'} does not exist: check the path."
+    items_only = tmp_path / "items.h5"
+    write_embeddings(items_only, Embeddings(np.array(["t1"], dtype=object), np.ones((1, 2), np.float32)))
+    result = invoke(["score", items_only, "--plays", plays, "--splits", splits], expect=1)
+    assert "has no /users/ids: user vectors are needed here" in result.stderr
+    other = _emb(tmp_path / "other.h5", {"x1": 1.0}, {"A": 1.0})
+    result = invoke(["score", other, "--plays", plays, "--splits", splits], expect=1)
+    assert result.stderr.startswith(f"Error: none of the 4 songs to rank has a vector in {other} "
+                                    "(its ids look like 'x1', those to rank like 't1', 't2')")
+
+
+def test_user_query_with_titles_exclusions_and_split(cold):
+    tmp_path, plays, splits, model = cold
+    id_map = _write(tmp_path / "unique_tracks.txt", "TRA<SEP>t1<SEP>Artist One<SEP>Title One\n"
+                                                    "TRB<SEP>t3<SEP>Artist Three<SEP>Title Three\n")
+    out = invoke(["score", model, "--user", "A", "-k", 3, "--id-map", id_map]).stdout.splitlines()
+    assert out == ["rank\titem\tscore\tartist\ttitle", "1\tt1\t4\tArtist One\tTitle One", "2\tt2\t3\t\t",
+                   "3\tt3\t2\tArtist Three\tTitle Three"]
+    out = invoke(["score", model, "--user", "A", "-k", 2, "--exclude-played", plays, "--items", "test",
+                  "--splits", splits]).stdout.splitlines()
+    assert out == ["rank\titem\tscore", "1\tt3\t2", "2\tt4\t1"]
+
+
+def test_item_query_uses_the_files_similarity(tmp_path):
+    items = {"a": [1.0, 0.0], "b": [10.0, 1.0], "c": [0.0, 1.0], "d": [0.99, 0.01]}
+    for similarity, best in (("dot", "b"), ("cosine", "d")):
+        path = tmp_path / f"{similarity}.h5"
+        write_embeddings(path, Embeddings(np.array(list(items), dtype=object), np.array(list(items.values()),
+                                          np.float32), similarity=similarity))
+        out = invoke(["score", path, "--item", "a", "-k", 1]).stdout.splitlines()
+        assert out[1].split("\t")[:2] == ["1", best]
+
+
+def test_query_errors(cold):
+    _, plays, splits, model = cold
+    result = invoke(["score", model, "--user", "nobody"], expect=1)
+    assert result.stderr.strip() == ("Error: user 'nobody' is not in " + str(model) +
+                                     " (4 users, e.g. 'A', 'B', 'C'): check the id.")
+    result = invoke(["score", model, "--item", "zz"], expect=1)
+    assert "item 'zz' is not in" in result.stderr
+    result = invoke(["score", model, model, "--user", "A"], expect=2)
+    assert "a --user/--item query reads exactly one embeddings file, not 2" in result.stderr
+    result = invoke(["score", model, "--user", "A", "--items", "test"], expect=2)
+    assert "--items test needs --splits" in result.stderr
+    result = invoke(["score", model, "--user", "A", "--json"], expect=2)
+    assert "--json applies to evaluations" in result.stderr
+
+
+def test_chained_real_commands_cold_start(tmp_path):
+    """subset -> wmf --fit-on all -> score, on a synthetic play file with structure."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for u in range(60):
+        group = u % 3
+        for i in rng.choice(np.arange(group * 20, group * 20 + 20), size=8, replace=False):
+            lines.append(f"user{u}\tsong{i}\t{rng.integers(1, 5)}\n")
+    plays = _write(tmp_path / "all.tsv", "".join(lines))
+    invoke(["subset", plays, "--songs", 0, "--users", 0, "-o", tmp_path / "sub"])
+    invoke(["wmf", tmp_path / "sub" / "plays.tsv", "--splits", tmp_path / "sub" / "splits.tsv", "--fit-on", "all",
+            "--factors", 6, "--iterations", 8, "--regularization", 0.1, "-o", tmp_path / "wmf.h5"])
+    report = _json(invoke(["score", tmp_path / "wmf.h5", "--plays", tmp_path / "sub" / "plays.tsv",
+                           "--splits", tmp_path / "sub" / "splits.tsv", "--popularity", "--json"]))
+    popularity, wmf = report["models"]
+    assert wmf["metrics"]["auc"]["mean"] > 0.85 > popularity["metrics"]["auc"]["mean"]

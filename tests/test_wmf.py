@@ -1,0 +1,168 @@
+"""`dcue wmf` and dcue_cli.factors: confidences, fitting, the embeddings it writes, its errors."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import invoke, shared_data
+
+from dcue_cli.factors import WmfConfig, choose_device, confidence, fit_wmf
+from dcue_cli.io.embeddings import read_embeddings
+
+
+def _block_plays(path, users=40, items=30, seed=0):
+    """Two taste groups: users 0..19 play items 0..14, the others items 15..29 (a few each)."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for u in range(users):
+        group = range(0, items // 2) if u < users // 2 else range(items // 2, items)
+        for i in rng.choice(list(group), size=6, replace=False):
+            lines.append(f"u{u}\ts{i}\t{rng.integers(1, 20)}\n")
+    path.write_text("".join(lines))
+    return path
+
+
+def _splits(path, items=30):
+    path.write_text("".join(f"s{i}\t{'train' if i % 5 else 'test'}\n" for i in range(items)))
+    return path
+
+
+def test_confidence_forms():
+    counts = np.array([1, 3, 100])
+    assert confidence(counts, 40, "linear").tolist() == [41, 121, 4001]
+    np.testing.assert_allclose(confidence(counts, 2, "log", epsilon=0.5), 1 + 2 * np.log1p(counts / 0.5), rtol=1e-6)
+    assert confidence(counts, 1).dtype == np.float32
+
+
+def test_fit_is_seeded_and_learns_the_groups(tmp_path):
+    from dcue_cli.io.plays import read_plays
+
+    plays = read_plays(_block_plays(tmp_path / "p.tsv"))
+    config = WmfConfig(factors=4, iterations=10, regularization=0.1, alpha=5, threads=1)
+    users, items, info = fit_wmf(plays.to_csr(), config, show_progress=False)
+    again, _, _ = fit_wmf(plays.to_csr(), WmfConfig(**{**config.__dict__, "threads": 2}), show_progress=False)
+    assert info["device"] == "cpu" and users.dtype == np.float32
+    assert users.shape == (plays.n_users, 4) and items.shape == (plays.n_items, 4)
+    np.testing.assert_allclose(users, again, rtol=1e-5, atol=1e-6)  # same seed, any thread count
+    scores = users @ items.T
+    group_u = np.array([int(u[1:]) < 20 for u in plays.user_ids])
+    group_i = np.array([int(i[1:]) < 15 for i in plays.item_ids])
+    same = group_u[:, None] == group_i[None, :]
+    assert scores[same].mean() > scores[~same].mean() + 0.3
+
+
+def test_device_choice_without_cuda():
+    import implicit.gpu
+
+    if implicit.gpu.HAS_CUDA:
+        pytest.skip("CUDA present")
+    assert choose_device("auto") == "cpu"
+    assert choose_device("cpu") == "cpu"
+    with pytest.raises(Exception, match="this implicit has no CUDA support here"):
+        choose_device("cuda")
+
+
+@pytest.mark.gpu
+def test_gpu_fit_matches_shapes(tmp_path):
+    import implicit.gpu
+
+    if not implicit.gpu.HAS_CUDA:
+        pytest.skip("implicit has no CUDA here")
+    from dcue_cli.io.plays import read_plays
+
+    plays = read_plays(_block_plays(tmp_path / "p.tsv"))
+    users, items, info = fit_wmf(plays.to_csr(), WmfConfig(factors=8, iterations=5, device="cuda"))
+    assert info["device"] == "gpu" and users.shape == (plays.n_users, 8)
+
+
+def test_cli_writes_the_embeddings_contract_and_says_where_it_ran(tmp_path):
+    plays = _block_plays(tmp_path / "p.tsv")
+    out = tmp_path / "wmf.h5"
+    result = invoke(["wmf", plays, "-o", out, "--factors", 5, "--iterations", 3, "--alpha", 2,
+                     "--confidence", "log", "--epsilon", 0.5, "--regularization", 0.2, "--seed", 7, "--threads", 1])
+    assert result.stdout == ""
+    assert "fitting WMF on the CPU (1 thread)" in result.stderr
+    assert "OpenBLAS" not in result.stderr and "Warning" not in result.stderr
+    emb = read_embeddings(out, need_users=True)
+    assert emb.source == "wmf" and emb.similarity == "dot"
+    assert emb.item_vectors.shape == (30, 5) and emb.user_vectors.shape == (40, 5)
+    expected = {"factors": 5, "iterations": 3, "alpha": 2.0, "confidence": "log", "epsilon": 0.5,
+                "regularization": 0.2, "seed": 7, "fit_on": "all", "wmf_device": "cpu", "wmf_threads": 1,
+                "n_users": 40, "n_items": 30, "plays": "p.tsv", "name": "WMF"}
+    for key, value in expected.items():
+        assert emb.attrs[key] == value, key
+    assert "implicit_version" in emb.attrs
+
+
+def test_fit_on_train_keeps_only_train_songs(tmp_path):
+    plays = _block_plays(tmp_path / "p.tsv")
+    splits = _splits(tmp_path / "splits.tsv")
+    invoke(["wmf", plays, "--splits", splits, "--fit-on", "train", "-o", tmp_path / "t.h5", "--factors", 3,
+            "--iterations", 2])
+    invoke(["wmf", plays, "--splits", splits, "--fit-on", "all", "-o", tmp_path / "a.h5", "--factors", 3,
+            "--iterations", 2])
+    train = read_embeddings(tmp_path / "t.h5")
+    everything = read_embeddings(tmp_path / "a.h5")
+    assert all(int(i[1:]) % 5 for i in train.item_ids) and len(train.item_ids) == 24
+    assert len(everything.item_ids) == 30
+    assert train.attrs["fit_on"] == "train" and train.attrs["splits"] == "splits.tsv"
+
+
+def test_usage_errors(tmp_path):
+    plays = _block_plays(tmp_path / "p.tsv")
+    splits = _splits(tmp_path / "splits.tsv")
+    result = invoke(["wmf", plays, "--splits", splits, "-o", tmp_path / "x.h5"], expect=2)
+    assert "--splits needs --fit-on: 'all' (the paper's WMF row" in result.stderr
+    result = invoke(["wmf", plays, "--fit-on", "train", "-o", tmp_path / "x.h5"], expect=2)
+    assert "--fit-on needs --splits" in result.stderr
+    result = invoke(["wmf", plays, "-o", tmp_path], expect=2)
+    assert "is a directory" in result.stderr
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_bad_plays_line_is_named(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("u1\ts1\t3\nu2\ts2\tlots\n")
+    result = invoke(["wmf", bad, "-o", tmp_path / "x.h5"], expect=1)
+    assert f"{bad}:2: count 'lots' is not a positive integer" in result.stderr
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_cuda_without_cuda_is_a_one_line_error(tmp_path):
+    import implicit.gpu
+
+    if implicit.gpu.HAS_CUDA:
+        pytest.skip("CUDA present")
+    result = invoke(["wmf", _block_plays(tmp_path / "p.tsv"), "-o", tmp_path / "x.h5", "--device", "cuda"], expect=1)
+    assert result.stderr.strip() == ("Error: --device cuda: this implicit has no CUDA support here "
+                                     "(implicit.gpu.HAS_CUDA is False): use --device cpu, or install implicit "
+                                     "built with CUDA.")
+
+
+def test_lastfm_slice_warm_pipeline_beats_popularity(tmp_path):
+    """Real data: HetRec Last.fm, its first 1,200 users, through subset -> wmf -> score (warm)."""
+    source = shared_data("lastfm_hetrec2k", "user_artists.dat")
+    lines = source.read_bytes().splitlines(keepends=True)
+    users = set()
+    keep = [lines[0]]
+    for line in lines[1:]:
+        user = line.split(b"\t")[0]
+        if user not in users and len(users) >= 1200:
+            break
+        users.add(user)
+        keep.append(line)
+    sliced = tmp_path / "user_artists.dat"
+    sliced.write_bytes(b"".join(keep))
+    invoke(["subset", sliced, "--header", "yes", "--songs", 0, "--users", 0, "--holdout-interactions", 0.2,
+            "-o", tmp_path / "lf"])
+    invoke(["wmf", tmp_path / "lf" / "plays.train.tsv", "-o", tmp_path / "wmf.h5", "--confidence", "log",
+            "--alpha", 5, "--factors", 32, "--regularization", 10, "--iterations", 10])
+    result = invoke(["score", tmp_path / "wmf.h5", "--train-plays", tmp_path / "lf" / "plays.train.tsv",
+                     "--test-plays", tmp_path / "lf" / "plays.test.tsv", "--popularity", "--json",
+                     "--bootstrap", 200])
+    report = json.loads(result.stdout)
+    popularity, wmf = report["models"]
+    assert popularity["note"] == "ranks by total play count in the training plays"
+    assert report["users"] > 1000
+    assert wmf["metrics"]["auc"]["mean"] > 0.85
+    assert wmf["vs_first"]["precision@10"]["ci_low"] > 0  # clearly better than popularity at the top
