@@ -37,6 +37,9 @@ def progress(iterable=None, **kwargs):
     kwargs.setdefault("leave", False)
     kwargs.setdefault("delay", 0.5)  # no flicker for jobs that finish at once
     kwargs["disable"] = kwargs.get("disable", False) or _quiet
+    if not getattr(sys.stderr, "isatty", lambda: False)():
+        # Logs and CI: an occasional line, not a redraw per update.
+        kwargs.setdefault("mininterval", 30)
     return tqdm(iterable, **kwargs)
 
 

@@ -2,7 +2,7 @@
 # Real implicit feedback: HetRec 2011 Last.fm-2k (1,892 users, 17,632 artists, 92,834 play counts)
 # through the warm protocol: hold out 20% of each user's artists, fit WMF on the rest, rank every
 # training artist a user has not played for them, and put popularity (from the training plays)
-# beside it.
+# beside it; then auto-tagging of the artists from their WMF factors (lastfm_autotag.sh).
 #
 #   bash examples/lastfm.sh [user_artists.dat] [out_dir]
 #
@@ -26,3 +26,7 @@ dcue score "$OUT/wmf.h5" --train-plays "$OUT/plays.train.tsv" --test-plays "$OUT
     --popularity -k 10,50 --per-user "$OUT/per_user.tsv" --json > "$OUT/warm.json"
 
 echo "wrote $OUT/warm.json and $OUT/per_user.tsv" >&2
+
+# Auto-tagging (the paper's Table 2 protocol) on the HetRec artist tags, with WMF artist
+# factors from every play count: see lastfm_autotag.sh.
+DATA="$(dirname "$DATA")" OUT="$OUT" bash "$(dirname "$0")/lastfm_autotag.sh"
