@@ -82,8 +82,10 @@ def select_subset(
     song_mask[kept_songs] = True
 
     rows = plays.select(song_mask[plays.items])
+    n_rows = len(rows)
     deduped = rows.deduplicate()
-    report.duplicate_rows = len(rows) - len(deduped)
+    del rows
+    report.duplicate_rows = n_rows - len(deduped)
     distinct = np.bincount(deduped.users, minlength=deduped.n_users)
     ranked_users = _order(deduped.user_ids, distinct)
     if n_users and len(ranked_users) < n_users:
