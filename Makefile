@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all install bench clean
+.PHONY: demo test test-all install bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ demo: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	for b in benchmarks/*_bench.py; do $(BIN)/python $$b || exit 1; done
+
+# Regenerate the command reference from --help (a test checks it is current).
+docs: $(VENV)/.installed
+	$(BIN)/python -m dcue_cli.docs > docs/commands.md
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

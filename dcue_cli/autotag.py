@@ -446,7 +446,7 @@ def _train_tagger(x_train, y_train, x_valid, y_valid, config: TaggerConfig) -> T
         elif epoch - best_epoch >= config.patience:
             break
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(valid_loss=f"{valid_loss:.4f}", valid_auc=f"{valid_auc:.4f}")
+            bar.set_postfix(valid_loss=f"{valid_loss:.4f}", valid_auc=f"{valid_auc:.4f}", refresh=False)
     model.load_state_dict(best_state)
     model.eval()
     return Tagger(model, mean, std, device, config.threads, best_epoch, len(history), float(best), history)

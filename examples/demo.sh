@@ -80,7 +80,7 @@ if have score && [ ${#models[@]} -gt 0 ]; then
 fi
 if have autotag && [ ${#models[@]} -gt 0 ]; then
   log "9. autotag: the 50 most used tags from each model's item vectors (the paper's Table 2)"
-  $DCUE autotag "${models[@]}" "$data/tags.tsv" --splits "$splits" --paper --json > "$OUT/autotagging.json"
+  $DCUE autotag "${models[@]}" "$data/tags.tsv" --splits "$splits" --json > "$OUT/autotagging.json"
 fi
 
 log "outputs in $OUT/"

@@ -241,3 +241,85 @@ def test_chained_real_commands_cold_start(tmp_path):
                            "--splits", tmp_path / "sub" / "splits.tsv", "--popularity", "--json"]))
     popularity, wmf = report["models"]
     assert wmf["metrics"]["auc"]["mean"] > 0.85 > popularity["metrics"]["auc"]["mean"]
+
+
+# ----------------------------------------------------------------------------- --plot
+
+def test_plot_draws_the_auc_distributions_and_roc_curves(cold):
+    pytest.importorskip("matplotlib")
+    tmp_path, plays, splits, model = cold
+    result = invoke(["score", model, "--plays", plays, "--splits", splits, "--popularity", "--plot",
+                     tmp_path / "auc.png"])
+    assert (tmp_path / "auc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote the per-user AUC and ROC plot to {tmp_path / 'auc.png'}" in result.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+    invoke(["score", model, "--plays", plays, "--splits", splits, "--plot", tmp_path / "auc.svg"])
+    assert (tmp_path / "auc.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_mean_roc_area_is_the_mean_per_user_auc():
+    import scipy.sparse as sp
+
+    from dcue_cli.evaluation import Model, Task
+    from dcue_cli.metrics import auc_per_user
+    from dcue_cli.plots import mean_roc
+
+    rng = np.random.default_rng(0)
+    n_users, n_items = 60, 37
+    positives = rng.random((n_users, n_items)) < 0.2
+    positives[:, 0], positives[:, 1] = True, False  # everyone has a positive and a negative
+    task = Task("cold-start", "test", np.arange(n_users).astype(str).astype(object),
+                np.arange(n_items).astype(str).astype(object), sp.csr_matrix(positives.astype(np.float32)))
+    for items in (rng.normal(size=(n_items, 4)), rng.integers(0, 3, (n_items, 4))):  # the second has ties
+        users = rng.normal(size=(n_users, 4))
+        model = Model("m", users.astype(np.float32), items.astype(np.float32), "dot",
+                      np.zeros(n_items, bool), np.zeros(n_users, bool))
+        fpr, tpr = mean_roc(task, model, np.ones(n_users, bool), grid_points=2001)
+        auc = auc_per_user(users.astype(np.float32) @ items.astype(np.float32).T, positives).mean()
+        area = (getattr(np, "trapezoid", None) or np.trapz)(tpr, fpr)  # numpy 1.x: trapz
+        assert area == pytest.approx(auc, abs=2e-3)
+        assert tpr[0] >= 0 and tpr[-1] == pytest.approx(1.0) and np.all(np.diff(tpr) >= -1e-12)
+    tied = Model("tied", np.zeros((n_users, 1), np.float32), np.ones((n_items, 1), np.float32), "dot",
+                 np.zeros(n_items, bool), np.zeros(n_users, bool))
+    fpr, tpr = mean_roc(task, tied, np.ones(n_users, bool))
+    assert np.allclose(tpr, fpr)  # all ties: the diagonal, area one half
+
+
+def test_plot_without_matplotlib_is_a_one_line_error(cold, monkeypatch):
+    import sys
+
+    tmp_path, plays, splits, model = cold
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    result = invoke(["score", model, "--plays", plays, "--splits", splits, "--plot", tmp_path / "auc.png"], expect=1)
+    assert result.stderr == "Error: --plot needs matplotlib: pip install 'dcue[plot]'\n"
+    assert result.stdout == "" and not (tmp_path / "auc.png").exists()
+
+
+def test_plot_errors(cold):
+    pytest.importorskip("matplotlib")
+    tmp_path, plays, splits, model = cold
+    result = invoke(["score", model, "--plays", plays, "--splits", splits, "--plot", tmp_path / "auc.txt"], expect=1)
+    assert result.stderr.startswith(f"Error: --plot {tmp_path / 'auc.txt'}: the file name must end in a known "
+                                    "image format: .png, .pdf, .svg (or ")
+    result = invoke(["score", model, "--plays", plays, "--splits", splits, "--plot", tmp_path / "no" / "a.png"],
+                    expect=1)
+    assert result.stderr == (f"Error: --plot {tmp_path / 'no' / 'a.png'}: the folder {tmp_path / 'no'} does not "
+                             "exist: create it or choose another path.\n")
+    result = invoke(["score", model, "--user", "A", "--plot", tmp_path / "a.png"], expect=2)
+    assert "--plot applies to evaluations, not to --user/--item queries." in result.stderr
+
+
+def test_mean_roc_leaves_out_each_users_training_items(warm):
+    from dcue_cli.evaluation import align, warm_task
+    from dcue_cli.io.embeddings import read_embeddings
+    from dcue_cli.io.plays import read_plays
+    from dcue_cli.plots import mean_roc
+
+    tmp_path, train, test, model = warm
+    task = warm_task(read_plays(train, show_progress=False), read_plays(test, show_progress=False))
+    fpr, tpr = mean_roc(task, align(read_embeddings(model, need_users=True), task), np.ones(task.n_users, bool))
+    # A's test song i3 ranks below i1, i2 but those are A's training songs: each user's AUC is 1.
+    assert np.allclose(tpr, 1.0)
+    pytest.importorskip("matplotlib")
+    invoke(["score", model, "--train-plays", train, "--test-plays", test, "--plot", tmp_path / "warm.png"])
+    assert (tmp_path / "warm.png").stat().st_size > 0

@@ -50,6 +50,9 @@ def _parse_ks(text: str) -> tuple:
 @click.option("--per-user", type=click.Path(dir_okay=False, allow_dash=True),
               help="Also write every user's values (TSV: model, user, positives, candidates, metrics).")
 @click.option("--paper", is_flag=True, help="Print the paper's MSD figures (Table 1) under the table, for reference.")
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="Also draw each model's per-user AUC distribution and its ROC curve (averaged over users) "
+                   "to this image (.png, .pdf, .svg); needs matplotlib: pip install 'dcue[plot]'.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads for scoring (default: the usable cores, at most 8).")
 @click.option("--user", "query_user", help="Query: print the top -k items for this user id (TSV).")
@@ -62,8 +65,8 @@ def _parse_ks(text: str) -> tuple:
               show_default=True, help="Query: rank only the songs of this split of --splits.")
 @plays_input_options
 def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity, popularity_from, k_text,
-        missing, n_boot, seed, as_json, per_user, paper, threads, query_user, query_item, exclude_played, id_map,
-        query_items, columns, header, skip_bad):
+        missing, n_boot, seed, as_json, per_user, paper, plot, threads, query_user, query_item, exclude_played,
+        id_map, query_items, columns, header, skip_bad):
     """Measure how well embeddings rank held-out songs for users, or query them.
 
     Cold-start protocol (the paper's; --plays and --splits): for every user with a positive
@@ -83,6 +86,7 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
       dcue score dcue.h5 wmf.h5 --plays sub/plays.tsv --splits sub/splits.tsv --popularity
       dcue score wmf.h5 --train-plays lf/plays.train.tsv --test-plays lf/plays.test.tsv \\
           --popularity -k 10,50 --json > warm.json
+      dcue score dcue.h5 wmf.h5 --plays sub/plays.tsv --splits sub/splits.tsv --plot auc.png
       dcue score dcue.h5 --user b80344d063b5ccb3212f76538f3d9e43d87dca9e -k 5 \\
           --exclude-played sub/plays.tsv --id-map unique_tracks.txt
     """
@@ -93,7 +97,8 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
     if query_user is not None or query_item is not None:
         _query(embeddings, query_user, query_item, ks[0], exclude_played, id_map, query_items, splits, read_opts,
                conflicting={"--plays": plays, "--train-plays": train_plays, "--test-plays": test_plays,
-                            "--popularity": popularity, "--json": as_json, "--per-user": per_user})
+                            "--popularity": popularity, "--json": as_json, "--per-user": per_user,
+                            "--plot": plot})
         return
     for flag, value in (("--exclude-played", exclude_played), ("--id-map", id_map)):
         if value:
@@ -114,12 +119,17 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
     if not embeddings and not popularity:
         raise click.UsageError("nothing to score: give embeddings files (from `dcue embed` or `dcue wmf`) "
                                "and/or --popularity.")
+    plot_format = None
+    if plot:
+        from dcue_cli.plots import check_plot_path
+
+        plot_format = check_plot_path(plot)  # before any work: matplotlib present, a known format
     _evaluate(embeddings, plays, splits, on_split, train_plays, test_plays, popularity, popularity_from, ks,
-              missing, n_boot, seed, as_json, per_user, paper, threads, read_opts)
+              missing, n_boot, seed, as_json, per_user, paper, threads, read_opts, plot, plot_format)
 
 
 def _evaluate(embeddings, plays, splits, on_split, train_plays, test_plays, popularity, popularity_from, ks,
-              missing, n_boot, seed, as_json, per_user, paper, threads, read_opts):
+              missing, n_boot, seed, as_json, per_user, paper, threads, read_opts, plot=None, plot_format=None):
     import json
     import sys
 
@@ -154,9 +164,23 @@ def _evaluate(embeddings, plays, splits, on_split, train_plays, test_plays, popu
             write_per_user(stream, values, report["models"])
         if per_user != "-":
             log.info("wrote per-user values to %s", per_user)
+    if plot:
+        _plot(plot, plot_format, task, models, report, values)
     if as_json:
         json.dump(_finite(report), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
+
+
+def _plot(path, fmt, task, models, report, values):
+    import numpy as np
+
+    from dcue_cli.plots import draw, mean_roc
+
+    users = np.isin(task.user_ids, values["user_ids"])  # the evaluated users, as in the table
+    auc = values["names"].index("auc")
+    curves = [mean_roc(task, model, users) for model in models]
+    draw(path, fmt, report, [v[:, auc] for v in values["values"]], curves)
+    log.info("wrote the per-user AUC and ROC plot to %s", path)
 
 
 def _finite(value):
