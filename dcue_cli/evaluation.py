@@ -220,10 +220,25 @@ def align(emb, task: Task) -> Model:
     items[item_rows >= 0] = emb.item_vectors[item_rows[item_rows >= 0]]
     users = np.zeros((task.n_users, dim), np.float32)
     users[user_rows >= 0] = emb.user_vectors[user_rows[user_rows >= 0]]
+    _check_finite(emb.path, users, task.user_ids, "user", items, task.item_ids, "item")
     note = ""
     if emb.source == "wmf" and task.protocol == "cold-start":
         note = "fitted on plays of the very songs ranked here: an upper bound, not a cold-start method"
     return Model(emb.name, users, items, emb.similarity, item_rows < 0, user_rows < 0, emb.source, emb.path, note)
+
+
+def _check_finite(path, users, user_ids, user_word, items, item_ids, item_word) -> None:
+    """Refuse vectors that give no score: NaN or infinity, or so large that a score overflows."""
+    for vectors, ids, word in ((items, item_ids, item_word), (users, user_ids, user_word)):
+        bad = ~np.isfinite(vectors).all(axis=1)
+        if bad.any():
+            raise DcueError(f"{path}: {int(bad.sum()):,} {word} vectors hold NaN or infinity (e.g. {word} "
+                            f"{str(ids[np.flatnonzero(bad)[0]])!r}): write the file again (a diverged run "
+                            "gives such vectors).")
+    largest = max(float(np.abs(users).max(initial=0)), float(np.abs(items).max(initial=0)))
+    if users.shape[1] * largest * largest > 1e37:  # a bound on any score and on any squared norm
+        raise DcueError(f"{path}: vector values as large as {largest:.1e} make the scores overflow float32: "
+                        "write the file again (a diverged run gives such vectors).")
 
 
 def name_models(models: Sequence[Model]) -> None:

@@ -211,6 +211,8 @@ def decode(path, config: FeatureConfig) -> tuple:
     except AudioError:
         raise
     except (RuntimeError, ValueError, TypeError, OSError) as exc:  # libsndfile's errors
+        if not os.access(path, os.R_OK):  # libsndfile only says "System error"
+            raise AudioError("cannot read: permission denied") from None
         raise AudioError(f"cannot decode: {_libsndfile_reason(exc)}") from None
     if data.shape[0] == 0:
         raise AudioError("no audio samples")

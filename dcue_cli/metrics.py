@@ -393,6 +393,9 @@ def bootstrap_means(values: np.ndarray, n_boot: int = 1000, seed: int = 0, block
         return out[:, 0] if one else out
     rng = np.random.default_rng(seed)
     out = np.empty((n_boot, v.shape[1]))
+    # At most ~4 M draws at once (~100 MB of temporaries), however many users: memory stays flat.
+    # The draws do not depend on the block size, only the last bits of the float sums may.
+    block = max(1, min(block, (1 << 22) // n))
     for start in range(0, n_boot, block):
         b = min(block, n_boot - start)
         dtype = np.int32 if b * n < 2**31 else np.int64

@@ -32,6 +32,10 @@ def _allowed_mask(emb, allowed: Optional[set]) -> np.ndarray:
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
+    # Scaled by the largest value first, so that a huge vector's squared norm cannot overflow.
+    with np.errstate(invalid="ignore"):
+        top = np.abs(v).max(axis=-1, keepdims=True)
+        v = v / np.where(top > 0, top, 1)
     norms = np.linalg.norm(v, axis=-1, keepdims=True)
     return v / np.where(norms > 0, norms, 1)
 
@@ -49,7 +53,8 @@ def recommend(emb, user_id: str, k: int = 10, exclude: Optional[set] = None, all
     items, user = emb.item_vectors, emb.user_vectors[row]
     if emb.similarity == "cosine":
         items, user = _unit(items), _unit(user)
-    scores = (items @ user).astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite scores are refused in _ranked
+        scores = (items @ user).astype(np.float64)
     keep = _allowed_mask(emb, allowed)
     if exclude:
         keep &= np.fromiter((i not in exclude for i in emb.item_ids), bool, len(emb.item_ids))
@@ -64,7 +69,8 @@ def similar_items(emb, item_id: str, k: int = 10, allowed: Optional[set] = None)
     items = emb.item_vectors
     if emb.similarity == "cosine":
         items = _unit(items)
-    scores = (items @ items[row]).astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite scores are refused in _ranked
+        scores = (items @ items[row]).astype(np.float64)
     keep = _allowed_mask(emb, allowed)
     keep[row] = False
     return _ranked(emb, scores, keep, k)
@@ -72,6 +78,11 @@ def similar_items(emb, item_id: str, k: int = 10, allowed: Optional[set] = None)
 
 def _ranked(emb, scores, keep, k):
     candidates = np.flatnonzero(keep)
+    bad = candidates[~np.isfinite(scores[candidates])]
+    if len(bad):
+        raise DcueError(f"{emb.path}: {len(bad):,} scores are NaN or infinite (e.g. item "
+                        f"{str(emb.item_ids[bad[0]])!r}): its vectors hold NaN, infinity or overflowing values; "
+                        "write the file again.")
     best = candidates[_top(scores[candidates], k)]
     return [(rank, str(emb.item_ids[i]), float(scores[i])) for rank, i in enumerate(best, 1)]
 

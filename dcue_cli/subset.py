@@ -183,10 +183,21 @@ def read_song_set(path, id_map: Optional[dict] = None) -> set:
     if _is_hdf5(path):
         import h5py
 
-        with h5py.File(path, "r") as f:
-            if "ids" not in f:
-                raise DcueError(f"{path} has no /ids: was it written by `dcue melspec`?")
-            ids = [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v) for v in f["ids"][()]]
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DcueError(f"{path} is not a readable HDF5 file ({reason}): give the mels file written by "
+                            "`dcue melspec` (or an id list) to --songs-with.") from None
+        with f:
+            try:
+                if "ids" not in f or not isinstance(f["ids"], h5py.Dataset) or f["ids"].ndim != 1:
+                    raise DcueError(f"{path} has no /ids list: was it written by `dcue melspec`?")
+                ids = [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
+                       for v in f["ids"][()]]
+            except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:  # h5py on damaged metadata
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise DcueError(f"{path} is damaged ({reason}): make it again with `dcue melspec`.") from None
     else:
         ids = read_id_list(path)
     if id_map:

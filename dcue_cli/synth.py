@@ -635,7 +635,9 @@ def generate(out_dir, config: SynthConfig, *, jobs: int = 1, overwrite: bool = F
     if found and not overwrite:
         raise DcueError(f"{out_dir} already holds a synthetic dataset ({', '.join(found)}): "
                         "give --overwrite to replace it, or choose another folder.")
-    out.mkdir(parents=True, exist_ok=True)
+    from dcue_cli.io.atomic import make_folder
+
+    make_folder(out)
 
     world = make_world(config)
     users, songs, counts = sample_plays(world)

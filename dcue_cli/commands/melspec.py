@@ -377,6 +377,9 @@ def cli(ctx, audio, output, id_map, sample_rate, n_fft, hop_length, n_mels, fmin
         raise click.UsageError(f"--fmin {fmin:g} / --fmax {fmax:g}: need fmin < fmax <= sr/2 ({sample_rate / 2:g}).")
     if hop_length > n_fft:
         raise click.UsageError(f"--hop-length {hop_length} is larger than --n-fft {n_fft}: frames would skip audio.")
+    from dcue_cli.io.atomic import check_output_path
+
+    check_output_path(output, "mels file")
     report = run_melspec(audio, output, config, checks=ClipChecks(min_seconds=min_seconds, silence_db=silence_db),
                          id_map_path=id_map, jobs=default_jobs(jobs) if jobs is None else jobs, device=device,
                          shard=parse_shard(shard), overwrite=overwrite, strict=strict,

@@ -124,6 +124,11 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
         from dcue_cli.plots import check_plot_path
 
         plot_format = check_plot_path(plot)  # before any work: matplotlib present, a known format
+    from dcue_cli.io.atomic import check_output_path
+
+    for path, what in ((per_user, "--per-user TSV"), (plot, "--plot image")):
+        if path:
+            check_output_path(path, what)  # before the work, not after
     _evaluate(embeddings, plays, splits, on_split, train_plays, test_plays, popularity, popularity_from, ks,
               missing, n_boot, seed, as_json, per_user, paper, threads, read_opts, plot, plot_format)
 
@@ -240,10 +245,13 @@ def _query(embeddings, user, item, k, exclude_played, id_map, items_split, split
         rows = similar_items(emb, item, k, allowed=allowed)
     if not rows:
         raise DcueError("no item is left to rank: check --items and --exclude-played.")
+    from dcue_cli.io.atomic import open_text_output
+
     header = ["rank", "item", "score"] + (["artist", "title"] if titles is not None else [])
-    click.echo("\t".join(header))
-    for rank, item_id, score in rows:
-        fields = [str(rank), item_id, f"{score:.6g}"]
-        if titles is not None:
-            fields += list(titles.get(item_id, ("", "")))
-        click.echo("\t".join(fields))
+    with open_text_output("-") as out:  # ids with undecodable bytes are printed as their bytes
+        out.write("\t".join(header) + "\n")
+        for rank, item_id, score in rows:
+            fields = [str(rank), item_id, f"{score:.6g}"]
+            if titles is not None:
+                fields += list(titles.get(item_id, ("", "")))
+            out.write("\t".join(fields) + "\n")

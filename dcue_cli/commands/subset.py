@@ -49,6 +49,7 @@ def cli(plays, out_dir, n_songs, n_users, split_text, seed, songs_with, id_map, 
       dcue subset user_artists.dat --header yes --songs 0 --users 0 \\
           --holdout-interactions 0.2 -o lastfm/
     """
+    from dcue_cli.io.atomic import check_output_path, make_folder
     from dcue_cli.io.plays import read_plays, write_plays
     from dcue_cli.io.tsv import parse_columns, parse_header_option, read_id_map, write_splits
     from dcue_cli.subset import (holdout_interactions as holdout, parse_fractions, read_song_exclusions,
@@ -63,6 +64,7 @@ def cli(plays, out_dir, n_songs, n_users, split_text, seed, songs_with, id_map, 
         raise click.UsageError("--id-map only applies to --songs-with: give both, or neither.")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise DcueError(f"{out_dir} exists and is not a folder: give a folder for -o/--output.")
+    check_output_path(os.path.join(out_dir, "plays.tsv"), "subset")  # before the work, not after
     allowed = read_song_set(songs_with, read_id_map(id_map) if id_map else None) if songs_with else None
     excluded = read_song_exclusions(exclude) if exclude else None
 
@@ -72,7 +74,7 @@ def cli(plays, out_dir, n_songs, n_users, split_text, seed, songs_with, id_map, 
     splits = split_songs(subset.item_ids, fractions, seed)
     ordered_splits = {song: splits[song] for song in sorted(splits)}
 
-    os.makedirs(out_dir, exist_ok=True)
+    make_folder(out_dir)
     write_plays(os.path.join(out_dir, "plays.tsv"), subset)
     write_splits(os.path.join(out_dir, "splits.tsv"), ordered_splits)
     if holdout_interactions is not None:

@@ -51,6 +51,7 @@ def cli(plays, splits, fit_on, output, factors, regularization, iterations, alph
       dcue wmf lastfm/plays.train.tsv --confidence log --alpha 2 -o wmf-warm.h5
     """
     from dcue_cli.factors import WmfConfig, fit_wmf, select_items_for_fit
+    from dcue_cli.io.atomic import check_output_path
     from dcue_cli.io.embeddings import Embeddings, write_embeddings
     from dcue_cli.io.plays import read_plays
     from dcue_cli.io.tsv import parse_columns, parse_header_option, read_splits
@@ -61,6 +62,7 @@ def cli(plays, splits, fit_on, output, factors, regularization, iterations, alph
     if fit_on and not splits:
         raise click.UsageError("--fit-on needs --splits (without it every item of PLAYS is fitted).")
     config = WmfConfig(factors, regularization, iterations, alpha, confidence, epsilon, seed, threads, device)
+    check_output_path(output, "embeddings")  # before the fit, not after
 
     data = read_plays(plays, columns=parse_columns(columns, 3), header=parse_header_option(header),
                       skip_bad=skip_bad)

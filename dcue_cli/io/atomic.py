@@ -12,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from dcue_cli.errors import DcueError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -29,15 +31,62 @@ def temp_path_beside(target) -> Path:
     return Path(name)
 
 
+def _cannot_write(target, exc: OSError) -> DcueError:
+    reason = exc.strerror or str(exc)
+    return DcueError(f"cannot write {target} ({reason}): give an output path in a folder you can write to.")
+
+
+def check_output_path(target, what: str = "output") -> None:
+    """A one-line DcueError now, before any work, if `target` cannot be written; creates nothing.
+
+    The nearest existing folder above `target` must be a folder we may write in; the target
+    itself must not be a folder. '-' (stdout) is always fine.
+    """
+    if str(target) == "-":
+        return
+    path = Path(os.path.abspath(target))
+    if path.is_dir():
+        raise DcueError(f"{target} is a folder: give a file name for the {what}.")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise DcueError(f"cannot write {target}: {ancestor} is a file, not a folder: give another path "
+                        f"for the {what}.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise DcueError(f"cannot write {target}: no permission to write in {ancestor}: give another path "
+                        f"for the {what}.")
+
+
+def make_folder(folder) -> Path:
+    """mkdir -p, with a one-line DcueError (a file in the way, no permission) instead of OSError."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else (
+            exc.strerror or str(exc))
+        raise DcueError(f"cannot create the folder {folder} ({reason}): give another path.") from None
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_path(target):
     """Yield a temporary path beside `target`; rename it to `target` if the block succeeds."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_beside(target)
+    if target.is_dir():
+        raise DcueError(f"{target} is a folder: give a file name for the output.")
+    make_folder(target.parent)
+    try:
+        tmp = temp_path_beside(target)
+    except OSError as exc:
+        raise _cannot_write(target, exc) from None
     try:
         yield tmp
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise _cannot_write(target, exc) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -46,22 +95,35 @@ def atomic_path(target):
 
 @contextlib.contextmanager
 def open_text_output(target, newline="\n"):
-    """A text stream for `target`: stdout for '-', gzip for '.gz', otherwise written atomically."""
+    """A text stream for `target`: stdout for '-', gzip for '.gz', otherwise written atomically.
+
+    Ids read with undecodable bytes (surrogate escapes, see `text.open_text`) are written back
+    as the same bytes.
+    """
     if str(target) == "-":
-        stream = sys.stdout
-        yield stream
-        stream.flush()
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:  # a text-only stdout (some test harnesses)
+            yield sys.stdout
+            sys.stdout.flush()
+            return
+        sys.stdout.flush()
+        stream = io.TextIOWrapper(buffer, encoding="utf-8", errors="surrogateescape", newline=newline)
+        try:
+            yield stream
+        finally:
+            stream.flush()
+            stream.detach()  # leave stdout open
         return
     with atomic_path(target) as tmp:
         if str(target).endswith(".gz"):
             # mtime=0: the same content gives the same bytes.
             raw = gzip.GzipFile(filename="", mode="wb", fileobj=open(tmp, "wb"), mtime=0)
-            stream = io.TextIOWrapper(raw, encoding="utf-8", newline=newline)
+            stream = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline=newline)
             try:
                 yield stream
             finally:
                 stream.close()
                 raw.fileobj.close()
         else:
-            with open(tmp, "w", encoding="utf-8", newline=newline) as stream:
+            with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline=newline) as stream:
                 yield stream

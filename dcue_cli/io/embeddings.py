@@ -42,7 +42,8 @@ class Embeddings:
 
 
 def _str_array(values) -> np.ndarray:
-    return np.array([str(v) for v in values], dtype=object)
+    # As UTF-8 bytes, undecodable bytes of an id (surrogate escapes) restored: h5py would refuse them.
+    return np.array([str(v).encode("utf-8", "surrogateescape") for v in values], dtype=object)
 
 
 def write_embeddings(path, emb: Embeddings) -> None:
@@ -87,20 +88,13 @@ def read_embeddings(path, *, need_users: bool = False) -> Embeddings:
     except OSError as exc:
         raise DcueError(f"{path} is not a readable HDF5 file ({exc}): {WRITERS_HINT}") from None
     with f:
-        for key in ("items/ids", "items/vectors"):
-            if key not in f:
-                raise DcueError(f"{path} has no /{key}: {WRITERS_HINT}")
-        if need_users:
-            for key in ("users/ids", "users/vectors"):
-                if key not in f:
-                    raise DcueError(f"{path} has no /{key}: user vectors are needed here; {WRITERS_HINT}")
-        item_ids = _decode(f["items/ids"][()])
-        item_vectors = np.asarray(f["items/vectors"][()], dtype=np.float32)
-        user_ids = user_vectors = None
-        if "users/ids" in f and "users/vectors" in f:
-            user_ids = _decode(f["users/ids"][()])
-            user_vectors = np.asarray(f["users/vectors"][()], dtype=np.float32)
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        try:
+            item_ids, item_vectors, user_ids, user_vectors, attrs = _read_groups(f, path, need_users)
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:  # h5py on damaged metadata or data
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DcueError(f"{path} is damaged ({reason}): write it again ({WRITERS_HINT})") from None
+    if len(item_ids) == 0:
+        raise DcueError(f"{path} holds no item vectors: write it again ({WRITERS_HINT})")
     if item_vectors.ndim != 2 or len(item_vectors) != len(item_ids):
         raise DcueError(f"{path}: /items/vectors has shape {item_vectors.shape} but there are "
                         f"{len(item_ids)} /items/ids: the file is damaged; write it again.")
@@ -114,6 +108,29 @@ def read_embeddings(path, *, need_users: bool = False) -> Embeddings:
     return Embeddings(item_ids, item_vectors, user_ids, user_vectors,
                       source=str(attrs.get("source", "unknown")), similarity=similarity,
                       attrs=attrs, path=str(path))
+
+
+def _read_groups(f, path, need_users):
+    import h5py
+
+    def dataset(key, kinds, what):
+        node = f[key] if key in f else None  # f[key] of a damaged object raises: "damaged", not "no"
+        if not isinstance(node, h5py.Dataset):
+            extra = "user vectors are needed here; " if key.startswith("users/") else ""
+            raise DcueError(f"{path} has no /{key}: {extra}{WRITERS_HINT}")
+        if node.dtype.kind not in kinds:
+            raise DcueError(f"{path}: /{key} holds {node.dtype} values, not {what}: {WRITERS_HINT}")
+        return node[()]
+
+    ids_kinds, vector_kinds = "OSUiu", "fiu"  # ids: strings (or numbers); vectors: real numbers
+    item_ids = _decode(np.atleast_1d(dataset("items/ids", ids_kinds, "ids")))
+    item_vectors = np.asarray(dataset("items/vectors", vector_kinds, "real numbers"), dtype=np.float32)
+    user_ids = user_vectors = None
+    if need_users or ("users/ids" in f and "users/vectors" in f):
+        user_ids = _decode(np.atleast_1d(dataset("users/ids", ids_kinds, "ids")))
+        user_vectors = np.asarray(dataset("users/vectors", vector_kinds, "real numbers"), dtype=np.float32)
+    attrs = {k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    return item_ids, item_vectors, user_ids, user_vectors, attrs
 
 
 def _decode(values) -> np.ndarray:

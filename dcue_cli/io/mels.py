@@ -109,6 +109,9 @@ class MelsFile:
                             f"give a mels file written by `dcue melspec`.") from None
         try:
             self._check()
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:  # h5py on damaged metadata
+            self.close()
+            raise DcueError(f"{name} is damaged ({_first_line(exc)}): make it again with `dcue melspec`.") from None
         except BaseException:
             self.close()
             raise
@@ -414,13 +417,18 @@ class MelsWriter:
     def open(self):
         if self.output.is_dir():
             raise DcueError(f"{self.output} is a folder: give a file name for -o, e.g. {self.output}/mels.h5.")
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        self.partial.mkdir(exist_ok=True)
+        from dcue_cli.io.atomic import make_folder
+
+        make_folder(self.output.parent)
+        created = not self.partial.exists()
+        make_folder(self.partial)
         self._lock = _Lock(self.partial / "lock", str(self.output))
         try:
             self._recover()
         except BaseException:
             self._release()
+            if created:  # it holds nothing but our manifest: leave no stray folder behind an error
+                shutil.rmtree(self.partial, ignore_errors=True)
             raise
 
     def _recover(self):

@@ -134,6 +134,15 @@ def _first_line(path) -> str:
         return stream.readline(65536).decode("utf-8-sig", errors="replace").rstrip("\r\n")
 
 
+def _detect_header(path, columns, name=None) -> bool:
+    first = _first_line(path)
+    header = _looks_like_header(first.split("\t"), columns[2])
+    if header:  # said aloud: a first data line with a bad count would otherwise vanish unnoticed
+        log.info("%s:1: skipped as a header line (--header no reads it as data): %r",
+                 name or display_name(path), _shorten(first))
+    return header
+
+
 def read_plays(
     path,
     *,
@@ -151,6 +160,8 @@ def read_plays(
             with open_binary("-") as src:
                 shutil.copyfileobj(src, tmp, 1 << 22)
         try:
+            if header is None:
+                header = _detect_header(tmp.name, columns, "<stdin>")
             plays = read_plays(tmp.name, columns=columns, header=header, skip_bad=skip_bad,
                                chunk_rows=chunk_rows, show_progress=show_progress)
         except DcueError as exc:
@@ -159,7 +170,7 @@ def read_plays(
             os.unlink(tmp.name)
         return plays
     if header is None:
-        header = _looks_like_header(_first_line(path).split("\t"), columns[2])
+        header = _detect_header(path, columns)
     if not skip_bad and not header and tuple(columns) == (0, 1, 2):
         try:
             return _read_fixed_width(path, show_progress)
@@ -290,8 +301,10 @@ class _HashCoder:
 
     def array(self) -> np.ndarray:
         table = np.concatenate(self.id_bytes) if self.id_bytes else np.empty((0, self.width), np.uint8)
-        raw = np.ascontiguousarray(table).view(f"S{self.width}").ravel()
-        return np.array([b.decode("utf-8", "surrogateescape") for b in raw.tolist()], dtype=object)
+        # Sliced from the raw bytes: numpy's S dtype would drop an id's trailing NUL bytes.
+        raw, w = np.ascontiguousarray(table).tobytes(), self.width
+        return np.array([raw[k:k + w].decode("utf-8", "surrogateescape") for k in range(0, len(raw), w)],
+                        dtype=object)
 
 
 def _read_fixed_width(path, show_progress, block_bytes=1 << 26) -> Plays:
@@ -308,6 +321,8 @@ def _read_fixed_width(path, show_progress, block_bytes=1 << 26) -> Plays:
     try:
         with open_binary(path) as stream:
             leftover = b""
+            if stream.peek(3)[:3] == b"\xef\xbb\xbf":  # a BOM is not part of the first user id
+                stream.read(3)
             while True:
                 block = stream.read(block_bytes)
                 if not block:
@@ -416,8 +431,8 @@ def _read_fast(path, columns, header, chunk_rows, show_progress) -> Plays:
         raise _NeedsCheck() from None
     finally:
         bar.close()
-    if not parts_u:
-        raise _NeedsCheck()  # empty: the checked reader says so precisely
+    if not sum(len(p) for p in parts_u):
+        raise _NeedsCheck()  # empty (or a header alone): the checked reader says so precisely
     return Plays(users.array(), items.array(), _concatenate_freeing(parts_u), _concatenate_freeing(parts_i),
                  _concatenate_freeing(parts_c))
 
@@ -439,7 +454,8 @@ def _read_checked(path, columns, header, skip_bad) -> Plays:
             problem = (f"expected {'at least ' + str(need) if explicit else 3} tab-separated fields, "
                        f"found {len(fields)}")
         else:
-            user, item, text = fields[ucol].strip(), fields[icol].strip(), fields[ccol].strip()
+            # Ids verbatim, as the fast paths read them: the same file gives the same ids either way.
+            user, item, text = fields[ucol], fields[icol], fields[ccol].strip()
             if not user or not item:
                 problem = "empty user or item id"
             else:

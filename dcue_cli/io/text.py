@@ -1,9 +1,11 @@
 """Reading text inputs: '-' for stdin, '.gz' transparently, BOM and CRLF tolerated."""
 
+import contextlib
 import gzip
 import io
 import os
 import sys
+import zlib
 
 from dcue_cli.errors import DcueError
 
@@ -12,12 +14,55 @@ def display_name(path) -> str:
     return "<stdin>" if str(path) == "-" else str(path)
 
 
+class _CheckedGzip(gzip.GzipFile):
+    """A gzip reader whose damage (a truncated download, a file that only starts like gzip) is a
+    one-line DcueError naming the file, not EOFError (which click would print as 'Aborted!')."""
+
+    def __init__(self, fileobj, name, owns=True):
+        super().__init__(fileobj=fileobj)
+        self._display = name
+        self._raw = fileobj if owns else None
+
+    def close(self):
+        try:
+            super().close()
+        finally:  # GzipFile leaves a file object it was given open
+            if self._raw is not None:
+                self._raw.close()
+                self._raw = None
+
+    @contextlib.contextmanager
+    def _checked(self):
+        try:
+            yield
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            reason = str(exc) or "it ends before the end of the compressed data"
+            raise DcueError(f"{self._display} is a damaged gzip file ({reason}): download or compress "
+                            f"it again (`gzip -t` checks it).") from None
+
+    def read(self, size=-1):
+        with self._checked():
+            return super().read(size)
+
+    def read1(self, size=-1):
+        with self._checked():
+            return super().read1(size)
+
+    def peek(self, n):
+        with self._checked():
+            return super().peek(n)
+
+    def readline(self, size=-1):
+        with self._checked():
+            return super().readline(size)
+
+
 def open_binary(path):
     """A binary stream for `path` ('-' = stdin), decompressed if gzip (by magic, not name)."""
     if str(path) == "-":
         raw = sys.stdin.buffer
         head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
-        return gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
+        return _CheckedGzip(raw, "<stdin>", owns=False) if head == b"\x1f\x8b" else raw
     if os.path.isdir(path):
         raise DcueError(f"{path} is a folder, not a file: give the path of the TSV file inside it.")
     try:
@@ -27,7 +72,7 @@ def open_binary(path):
     except PermissionError:
         raise DcueError(f"{path} cannot be read (permission denied): check its permissions.") from None
     if stream.peek(2)[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=stream)
+        return _CheckedGzip(stream, str(path))
     return stream
 
 

@@ -6,6 +6,7 @@ to `iter_rows` here to name the first bad line precisely.
 
 from typing import Callable, Iterator, Optional, Sequence
 
+from dcue_cli import log
 from dcue_cli.errors import DcueError
 from dcue_cli.io.text import display_name, open_text
 
@@ -53,7 +54,11 @@ def iter_rows(
             fields = line.split(sep)
             if first:
                 first = False
-                if header is True or (header is None and looks_like_header and looks_like_header(fields)):
+                if header is True:
+                    continue
+                if header is None and looks_like_header and looks_like_header(fields):
+                    # Said aloud: a first data line with a typo would otherwise vanish unnoticed.
+                    log.info("%s:%d: skipped as a header line: %r", name, lineno, _shorten(line))
                     continue
             if len(fields) < min_fields or (max_fields is not None and len(fields) > max_fields):
                 expected = str(min_fields) if max_fields == min_fields else (
@@ -79,7 +84,7 @@ def read_splits(path) -> dict:
     splits = {}
     rows = iter_rows(
         path, min_fields=2, max_fields=2, what="splits TSV (item_id<TAB>split)",
-        looks_like_header=lambda f: f[1].strip().lower() not in SPLITS,
+        looks_like_header=lambda f: len(f) == 2 and f[1].strip().lower() not in SPLITS,
     )
     for lineno, (item, split) in rows:
         split = split.strip().lower()
