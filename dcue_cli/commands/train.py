@@ -1,0 +1,188 @@
+"""`dcue train`: fit the deep content-user embedding model (or the WMF+Regression baseline)."""
+
+import click
+
+from dcue_cli import log
+from dcue_cli.options import device_option, output_option, plays_input_options, seed_option
+
+# click parameter -> TrainConfig / ModelConfig field, where the names differ
+PARAM_TO_KEY = {"jobs": "workers", "compile_": "compile", "no_amp": "amp", "no_centre_init": "centre_init"}
+
+
+def _int_list(text, name):
+    try:
+        values = tuple(int(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected comma-separated integers, e.g. 128,256,256", param_hint=name)
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"{text!r}: expected positive integers", param_hint=name)
+    return values
+
+
+@click.command("train")
+@click.argument("mels", type=click.Path(dir_okay=False))
+@click.argument("plays", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--splits", required=True, type=click.Path(dir_okay=False),
+              help="Song splits (item_id<TAB>train|valid|test) from `dcue subset`: trains on the train "
+                   "songs, validates on the valid songs, never looks at the test songs.")
+@output_option("The best checkpoint (by validation AUC). MODEL.last.pt (latest, for --resume) and "
+               "MODEL.log.tsv (the training log) are written beside it.")
+@click.option("--objective", type=click.Choice(["hinge", "softmax", "regress"]), default="hinge", show_default=True,
+              help="hinge: the paper's max-margin loss on cosine relevance; softmax: sampled softmax "
+                   "(InfoNCE) over the negatives and the batch's other positives; regress: WMF+Regression, "
+                   "the audio network regresses the --target WMF item factors (MSE).")
+@click.option("--target", type=click.Path(dir_okay=False),
+              help="For --objective regress: WMF factors from `dcue wmf --fit-on train` (so no test "
+                   "interaction reaches them).")
+@click.option("--margin", type=float, default=0.2, show_default=True, help="Hinge margin Δ.")
+@click.option("--negatives", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Negative songs per positive pair (with --shared-negatives: the size of the batch's pool).")
+@click.option("--negative-sampling", type=click.Choice(["uniform", "popularity"]), default="uniform",
+              show_default=True, help="Draw negatives uniformly from the training songs the user has not "
+                                      "played, or in proportion to their plays.")
+@click.option("--shared-negatives", is_flag=True,
+              help="One pool of --negatives songs per batch serves every user of it (minus each user's own "
+                   "songs): about 1 + negatives/batch crops per pair instead of 1 + negatives.")
+@click.option("--in-batch-negatives", is_flag=True,
+              help="Hinge: the batch's other positives serve as negatives too (free: no extra crops; "
+                   "softmax always uses them).")
+@click.option("--temperature", type=float, default=0.1, show_default=True, help="Softmax temperature.")
+@click.option("--weighting", type=click.Choice(["binary", "log"]), default="binary", show_default=True,
+              help="binary: plays binarised (the paper); log: positives weighted by 1 + log(count).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Positive pairs per step (per process under torchrun). The paper's 10 leaves a GPU idle; "
+                   "256 or more suits a large GPU.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True,
+              help="SGD with Nesterov momentum (the paper) or Adam.")
+@click.option("--lr", type=float, default=0.05, show_default=True,
+              help="Learning rate (the loss is the mean over pairs of the sum over --negatives negatives).")
+@click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD (Nesterov) momentum.")
+@click.option("--lr-decay", type=float, default=1e-6, show_default=True,
+              help="lr / (1 + decay × step), as the authors' Keras SGD.")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True, help="L2 weight decay.")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Most epochs to train.")
+@click.option("--steps-per-epoch", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Steps between validations (0: one pass over the training plays).")
+@click.option("--patience", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Stop after this many epochs without a better validation AUC (0: never).")
+@click.option("--conv-channels", default="128,256,256,256,256", show_default=True,
+              help="Filters of each Conv1D layer of the audio network.")
+@click.option("--conv-kernels", default="4,4,4,2,1", show_default=True, help="Kernel size of each Conv1D layer.")
+@click.option("--pool-sizes", default="4,4,4,2,1", show_default=True,
+              help="Max-pool size after each Conv1D layer (1: none).")
+@click.option("--embed-dim", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Size of the item and user vectors.")
+@click.option("--user-embed-dim", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Size of the user embedding lookup.")
+@click.option("--user-hidden", default="300", show_default=True,
+              help="Hidden layer sizes of the user network (comma-separated).")
+@click.option("--crop-frames", type=click.IntRange(min=1), default=130, show_default=True,
+              help="Frames per crop (130 = 3 s at 22050 Hz, hop 512).")
+@click.option("--batch-norm/--no-batch-norm", default=True, show_default=True,
+              help="Batch norm after each convolution (the authors' released code has none: "
+                   "--no-batch-norm; without it the cosine training stalls, see the README).")
+@click.option("--no-centre-init", is_flag=True,
+              help="Keep the initial output biases at zero instead of centring the first item and user "
+                   "vectors on data.")
+@device_option()
+@click.option("--cache", type=click.Choice(["auto", "gpu", "cpu", "none"]), default="auto", show_default=True,
+              help="Where the mels are held: GPU memory, host memory, or none (read from the HDF5 file by "
+                   "worker processes). auto: the GPU when they fit, else host memory, else none.")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
+              help="Worker processes reading crops with --cache none (default: up to 4).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (faster on a GPU after warm-up).")
+@click.option("--no-amp", is_flag=True, help="Train in float32 on CUDA instead of bfloat16 autocast.")
+@seed_option()
+@click.option("--resume", is_flag=True,
+              help="Continue MODEL.last.pt where it stopped (same settings and random state); --epochs, "
+                   "--patience, --cache, --jobs, --log-every, --compile and --no-amp may change.")
+@click.option("--log-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also log the running loss every N steps (0: once per epoch).")
+@plays_input_options
+@click.pass_context
+def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, negative_sampling,
+        shared_negatives, in_batch_negatives, temperature, weighting, batch_size, optimizer, lr, momentum, lr_decay, weight_decay,
+        epochs, steps_per_epoch, patience, conv_channels, conv_kernels, pool_sizes, embed_dim, user_embed_dim,
+        user_hidden, crop_frames, batch_norm, no_centre_init, device, cache, jobs, compile_, no_amp, seed, resume, log_every,
+        columns, header, skip_bad):
+    """Train the deep content-user embedding model on MELS (from `dcue melspec`) and PLAYS.
+
+    Users are embedded by a lookup and an MLP, songs by a 1-D CNN over random 3-second crops
+    of their log-mel spectrograms; the two towers are trained so that a user's cosine with a
+    song they played beats its cosine with songs they did not (hinge, margin 0.2, 20
+    negatives, SGD with Nesterov momentum: the paper). Every epoch the cold-start AUC on
+    the validation songs (through the metric code of `dcue score`) picks the best
+    checkpoint; early stopping ends the run. `--objective regress --target wmf.h5` trains
+    the same audio network as the WMF+Regression baseline instead. Several GPUs:
+    `torchrun --nproc-per-node N -m dcue_cli train ...` (one process saves and logs).
+    Ctrl-C saves MODEL.last.pt; `--resume` continues it.
+
+    \b
+    Example:
+      dcue train mels.h5 sub/plays.tsv --splits sub/splits.tsv -o model.pt
+      dcue train mels.h5 sub/plays.tsv --splits sub/splits.tsv -o model.pt \\
+          --batch-size 256 --shared-negatives --in-batch-negatives --compile   # GPU
+      dcue train mels.h5 sub/plays.tsv --splits sub/splits.tsv -o wmfreg.pt \\
+          --objective regress --target wmf.h5
+      torchrun --nproc-per-node 4 -m dcue_cli train mels.h5 sub/plays.tsv \\
+          --splits sub/splits.tsv -o model.pt --batch-size 256
+    """
+    from dcue_cli.io.embeddings import read_embeddings
+    from dcue_cli.io.plays import read_plays
+    from dcue_cli.io.tsv import parse_columns, parse_header_option, read_splits
+    from dcue_cli.training import TrainConfig, Trainer, TrainingInterrupted
+
+    if objective == "regress" and not target:
+        raise click.UsageError("--objective regress needs --target wmf.h5 (from `dcue wmf --fit-on train`).")
+    if target and objective != "regress":
+        raise click.UsageError("--target only applies to --objective regress.")
+    if temperature <= 0:
+        raise click.BadParameter("must be positive", param_hint="--temperature")
+    if lr <= 0:
+        raise click.BadParameter("must be positive", param_hint="--lr")
+    model_overrides = dict(
+        conv_channels=_int_list(conv_channels, "--conv-channels"), conv_kernels=_int_list(conv_kernels, "--conv-kernels"),
+        pool_sizes=_int_list(pool_sizes, "--pool-sizes"), embed_dim=embed_dim, user_embed_dim=user_embed_dim,
+        user_hidden=_int_list(user_hidden, "--user-hidden"), crop_frames=crop_frames, batch_norm=batch_norm)
+    if not len(model_overrides["conv_channels"]) == len(model_overrides["conv_kernels"]) == len(model_overrides["pool_sizes"]):
+        raise click.UsageError("--conv-channels, --conv-kernels and --pool-sizes need one value per layer each.")
+    workers = jobs if jobs is not None else 4
+    cfg = TrainConfig(objective=objective, margin=margin, negatives=negatives, negative_sampling=negative_sampling,
+                      shared_negatives=shared_negatives,
+                      in_batch_negatives=in_batch_negatives, temperature=temperature, weighting=weighting,
+                      batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, lr_decay=lr_decay,
+                      weight_decay=weight_decay, epochs=epochs, steps_per_epoch=steps_per_epoch, patience=patience,
+                      seed=seed, compile=compile_, amp=not no_amp, cache=cache, workers=workers, log_every=log_every,
+                      centre_init=not no_centre_init)
+
+    # the settings given on the command line: a resumed run takes the resumable ones and
+    # names any other that differs from the saved run (it continues with the saved value)
+    source = click.core.ParameterSource
+    explicit = {PARAM_TO_KEY.get(name, name) for name in ctx.params
+                if ctx.get_parameter_source(name) == source.COMMANDLINE}
+
+    target_emb = read_embeddings(target, need_users=True) if target else None
+    if target_emb is not None:
+        fit_on = str(target_emb.attrs.get("fit_on", ""))
+        if fit_on and fit_on != "train":
+            log.warning("%s was fitted on %s interactions: its factors have seen the songs that are scored "
+                        "(use `dcue wmf --fit-on train` for an honest WMF+Regression)", target, fit_on)
+    split_map = read_splits(splits)
+    data = read_plays(plays, columns=parse_columns(columns, 3), header=parse_header_option(header),
+                      skip_bad=skip_bad)
+    trainer = Trainer(mels, data, split_map, output, cfg, model_overrides, device=device, target=target_emb,
+                      resume=resume, explicit=explicit,
+                      input_names={"mels": mels, "plays": plays, "splits": splits, "target": target})
+    try:
+        result = trainer.run()
+    except TrainingInterrupted as stop:
+        trainer.close()
+        if trainer.master:
+            log.warning("interrupted at epoch %d, step %d: saved %s; continue with the same command and --resume",
+                        stop.epoch + 1, stop.step, stop.path)
+        ctx.exit(130)
+    trainer.close()
+    if trainer.master:
+        auc = "-" if result.best_auc != result.best_auc else f"{result.best_auc:.4f}"
+        log.info("wrote %s (best validation AUC %s at epoch %d of %d%s); log: %s", output, auc, result.best_epoch,
+                 result.epochs_run, ", stopped early" if result.stopped_early else "", trainer.log_file)

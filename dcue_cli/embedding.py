@@ -1,0 +1,129 @@
+"""A trained model and a mels file -> item and user vectors (the embeddings contract).
+
+Item vectors: for every item of the mels file, seen in training or not (the cold-start
+use), the mean of the audio network's outputs over its non-overlapping crops (a clip
+shorter than a crop is tiled into one), as the authors' encoder does.
+
+User vectors:
+- DCUE (hinge/softmax objectives): the user network's output for every user of the model;
+  similarity cosine, the relevance the model was trained with.
+- WMF+Regression (`--objective regress`): the WMF user factors the targets came from, stored
+  in the checkpoint; similarity dot. The audio network predicts a song's WMF item factors,
+  and WMF scores a (user, song) pair by the dot product of their factors, so the predicted
+  factors are scored the same way (van den Oord et al. 2013: "reconstructing the user-item
+  matrix"). Cosine would discard the predicted norm, which carries how strongly a song
+  draws plays.
+"""
+
+from typing import Optional
+
+import numpy as np
+
+from dcue_cli import log
+from dcue_cli.errors import DcueError
+
+FEATURE_KEYS_THAT_MATTER = ("sr", "n_fft", "hop_length", "n_mels")
+
+
+def check_features(model_features: dict, mels_attrs: dict, mels_name: str, allow_mismatch: bool) -> None:
+    """The mels must be computed as the training mels were, or the vectors mean nothing."""
+    problems = []
+    for key in FEATURE_KEYS_THAT_MATTER:
+        a, b = model_features.get(key), mels_attrs.get(key)
+        if a is not None and b is not None and _differ(a, b):
+            problems.append(f"{key}={b} (the model was trained on {key}={a})")
+    if not problems:
+        return
+    message = f"{mels_name} has {', '.join(problems)}"
+    if allow_mismatch:
+        log.warning("%s: embedding anyway (--allow-feature-mismatch)", message)
+        return
+    raise DcueError(f"{message}: compute the mels with the same settings as the training mels, "
+                    "or pass --allow-feature-mismatch.")
+
+
+def _differ(a, b) -> bool:
+    try:
+        return float(a) != float(b)
+    except (TypeError, ValueError):
+        return str(a) != str(b)
+
+
+def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 1024, amp: bool = True,
+          allow_feature_mismatch: bool = False, chunk_bytes: int = 256 << 20):
+    """Compute the embeddings; returns a `dcue_cli.io.embeddings.Embeddings` (not yet written)."""
+    from dcue_cli.data import MelCache, MelsReader, Normaliser, item_vectors
+    from dcue_cli.io.embeddings import Embeddings
+    from dcue_cli.training import (autocast_factory, configure_backends, load_checkpoint, model_from_checkpoint,
+                                   resolve_device)
+
+    dev = resolve_device(device)
+    configure_backends(dev)
+    ckpt = load_checkpoint(model_path)
+    model = model_from_checkpoint(ckpt).to(dev).eval()
+    cfg = model.config
+    autocast = autocast_factory(dev, amp)
+    norm = ckpt["normalisation"]
+
+    with MelsReader(mels_path) as reader:
+        if reader.n_mels != cfg.n_mels:
+            raise DcueError(f"{mels_path} has {reader.n_mels} mel bins but the model {model_path} takes "
+                            f"{cfg.n_mels}: compute the mels with --n-mels {cfg.n_mels}.")
+        check_features(ckpt.get("feature_config", {}), reader.attrs, str(mels_path), allow_feature_mismatch)
+        lengths = reader.lengths
+        have = np.flatnonzero(lengths > 0)
+        if len(have) < len(lengths):
+            log.warning("%d items of %s have no frames: they get no vector", len(lengths) - len(have), mels_path)
+        if len(have) == 0:
+            raise DcueError(f"{mels_path} has no item with frames: nothing to embed.")
+        normaliser = Normaliser(norm["mean"], norm["std"], device=dev)
+        frame_bytes = reader.n_mels * reader.mel.dtype.itemsize
+        budget = max(1, chunk_bytes // frame_bytes)
+        vectors = np.zeros((len(have), cfg.embed_dim), np.float32)
+        bar = log.progress(total=len(have), desc="embedding items", unit=" items", unit_scale=True)
+        cum = np.cumsum(lengths[have])
+        a = 0
+        while a < len(have):
+            # a run of items within the frame budget (at least one), cached on the device
+            before = cum[a - 1] if a else 0
+            b = max(a + 1, int(np.searchsorted(cum, before + budget, side="right")))
+            chunk = have[a:b]
+            cache = MelCache.load(reader, chunk, normaliser, cfg.crop_frames, dev, desc=None)
+            vecs = item_vectors(model.audio, cache, np.arange(len(chunk)), lengths[chunk],
+                                batch_crops=batch_crops, autocast=autocast)
+            vectors[a:b] = vecs.cpu().numpy()
+            bar.update(len(chunk))
+            a = b
+        bar.close()
+        item_ids = reader.ids[have]
+    vectors *= float(ckpt.get("target_scale", 1.0))  # WMF+Regression: back to the factors' units
+
+    user_ids = np.asarray(ckpt["user_ids"], dtype=object)
+    if "user_vectors" in ckpt:  # WMF+Regression: the WMF users the targets came with
+        users = np.asarray(ckpt["user_vectors"].float().numpy(), np.float32)
+    else:
+        users = user_vectors_of(model, len(user_ids), dev)
+        if users is None:
+            user_ids = None
+    best = ckpt.get("best", {})
+    attrs = {
+        "model": str(model_path),
+        "mels": str(mels_path),
+        "objective": ckpt.get("objective", ""),
+        "epochs_trained": int(ckpt.get("position", {}).get("epoch", 0)),
+        "best_epoch": int(best.get("epoch", -1)) + 1,
+        "valid_auc": best.get("auc") if best.get("auc") is not None else "",
+        "crop_frames": int(cfg.crop_frames),
+    }
+    return Embeddings(item_ids, vectors, user_ids, users, source=ckpt.get("source", "dcue"),
+                      similarity=ckpt.get("similarity", "cosine"), attrs=attrs)
+
+
+def user_vectors_of(model, n_users: int, device) -> Optional[np.ndarray]:
+    import torch
+
+    if model.user is None:
+        return None
+    with torch.no_grad():
+        return torch.cat([model.user_vectors(torch.arange(s, min(s + 65536, n_users), device=device)).float()
+                          for s in range(0, n_users, 65536)]).cpu().numpy()

@@ -1,0 +1,479 @@
+"""`dcue train`: the networks, the data path, the loop (checkpoints, resume, Ctrl-C, DDP), the CLI.
+
+The fixture is a tiny synthetic world written here: songs of three "styles" whose log-mels
+carry a style-specific spectral shape, users who mostly play one style. A small model
+learns it in seconds on a CPU, so the tests check learning, not just plumbing.
+"""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import REPO, invoke
+
+N_MELS = 16
+# a model small enough for a CPU test: 3 conv layers, 32-frame crops
+SMALL = ["--conv-channels", "16,32,32", "--conv-kernels", "4,4,2", "--pool-sizes", "4,4,2",
+         "--crop-frames", "32", "--embed-dim", "32", "--user-embed-dim", "32", "--user-hidden", "32"]
+
+
+def make_toy(out, n_songs=60, n_users=40, n_styles=3, frames=(20, 120), seed=0, with_stats=True,
+             prefix="S", n_mels=N_MELS):
+    """mels.h5 (the DESIGN contract), plays.tsv and splits.tsv of a learnable toy world."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    os.makedirs(out, exist_ok=True)
+    style = rng.integers(n_styles, size=n_songs)
+    ids = [f"{prefix}{i:04d}" for i in range(n_songs)]
+    pattern = np.random.default_rng(99).normal(size=(n_styles, n_mels))
+    mels, offsets = [], [0]
+    for i in range(n_songs):
+        length = int(rng.integers(*frames))
+        mels.append((rng.normal(size=(length, n_mels)) * 0.5 + pattern[style[i]]).astype(np.float16))
+        offsets.append(offsets[-1] + length)
+    frames_all = np.concatenate(mels)
+    with h5py.File(os.path.join(out, "mels.h5"), "w") as f:
+        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
+        f.create_dataset("offsets", data=np.array(offsets, np.int64))
+        f.create_dataset("mel", data=frames_all, chunks=(64, n_mels), maxshape=(None, n_mels))
+        f.attrs.update({"sr": 22050, "hop_length": 512, "n_fft": 1024, "n_mels": n_mels})
+        if with_stats:
+            f.attrs["mean"] = float(frames_all.astype(np.float64).mean())
+            f.attrs["std"] = float(frames_all.astype(np.float64).std())
+    taste = rng.integers(n_styles, size=n_users)
+    with open(os.path.join(out, "plays.tsv"), "w") as f:
+        for u in range(n_users):
+            for i in range(n_songs):
+                if rng.random() < (0.5 if style[i] == taste[u] else 0.03):
+                    f.write(f"U{u:03d}\t{ids[i]}\t{int(rng.integers(1, 5))}\n")
+    order = rng.permutation(n_songs)
+    with open(os.path.join(out, "splits.tsv"), "w") as f:
+        for k, i in enumerate(order):
+            split = "train" if k < 0.6 * n_songs else ("valid" if k < 0.8 * n_songs else "test")
+            f.write(f"{ids[i]}\t{split}\n")
+    return out
+
+
+def toy_args(d, out, *extra):
+    return ["train", d / "mels.h5", d / "plays.tsv", "--splits", d / "splits.tsv", "-o", out, *SMALL,
+            "--batch-size", "16", "--negatives", "5", *extra]
+
+
+def read_log(path):
+    lines = open(path, encoding="utf-8").read().splitlines()
+    head = lines[0].split("\t")
+    return [dict(zip(head, line.split("\t"))) for line in lines[1:]]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    from pathlib import Path
+
+    return Path(make_toy(tmp_path_factory.mktemp("toy")))
+
+
+@pytest.fixture(scope="module")
+def trained(toy, tmp_path_factory):
+    """One model trained through the CLI, shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("run") / "model.pt"
+    start = time.perf_counter()
+    result = invoke(toy_args(toy, out, "--epochs", "4", "--patience", "0"))
+    return out, result, time.perf_counter() - start
+
+
+# ---- the networks ----
+
+
+def test_default_architecture_is_the_papers():
+    import torch
+
+    from dcue_cli.model import DCUE, ModelConfig
+
+    cfg = ModelConfig(n_users=7)
+    model = DCUE(cfg)
+    convs = [m for m in model.audio.features if isinstance(m, torch.nn.Conv1d)]
+    pools = [m.kernel_size for m in model.audio.features if isinstance(m, torch.nn.MaxPool1d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size[0]) for c in convs] == [
+        (128, 128, 4), (128, 256, 4), (256, 256, 4), (256, 256, 2), (256, 256, 1)]
+    assert pools == [4, 4, 4, 2]
+    assert cfg.frames_after_pooling() == 1  # 130 -> 32 -> 8 -> 2 -> 1
+    assert model.audio.project.out_features == 256
+    assert model.user.embedding.weight.shape == (7, 300)
+    assert [m.out_features for m in model.user.mlp if isinstance(m, torch.nn.Linear)] == [300, 256]
+    users, items = model(torch.randn(5, 130, 128), torch.tensor([0, 1, 2, 3, 6]))
+    assert users.shape == (5, 256) and items.shape == (5, 256)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_same_padding_matches_keras_for_even_kernels():
+    import torch
+
+    from dcue_cli.model import AudioNet, ModelConfig
+
+    net = AudioNet(ModelConfig(n_mels=2, crop_frames=6, conv_channels=(1,), conv_kernels=(4,), pool_sizes=(1,),
+                                batch_norm=False))
+    conv = net.features[1]
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, :] = torch.tensor([1.0, 10.0, 100.0, 1000.0])
+        conv.bias.zero_()
+    x = torch.zeros(1, 6, 2)
+    x[0, :, 0] = torch.arange(1.0, 7.0)
+    out = net.features[:2](x.transpose(1, 2))[0, 0]
+    # Keras 'same', kernel 4: one zero on the left, two on the right
+    padded = [0, 1, 2, 3, 4, 5, 6, 0, 0]
+    expected = [sum(w * padded[t + j] for j, w in enumerate([1, 10, 100, 1000])) for t in range(6)]
+    assert out.tolist() == expected
+
+
+def test_losses():
+    import torch
+
+    from dcue_cli.model import cosine, hinge_loss, softmax_loss
+
+    pos = torch.tensor([0.9, 0.1])
+    neg = torch.tensor([[0.0, 0.8], [0.5, -1.0]])
+    assert torch.allclose(hinge_loss(pos, neg, 0.2), torch.tensor([0.1, 0.6]))
+    mask = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    assert torch.allclose(hinge_loss(pos, neg, 0.2, mask), torch.tensor([0.0, 0.6]))
+    sm = softmax_loss(pos, neg, 1.0)
+    assert torch.allclose(sm[0], -torch.log_softmax(torch.tensor([0.9, 0.0, 0.8]), 0)[0])
+    u = torch.tensor([[1.0, 0.0]])
+    i = torch.tensor([[[2.0, 0.0], [0.0, 3.0], [-1.0, 0.0]]])
+    assert torch.allclose(cosine(u, i), torch.tensor([[1.0, 0.0, -1.0]]))
+
+
+# ---- the data path ----
+
+
+def test_crops_stay_inside_long_clips_and_tile_short_ones():
+    import torch
+
+    from dcue_cli.data import crop_positions, random_starts, tiled_crop_plan
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([130, 131, 500, 40, 1] * 200)
+    starts = random_starts(lengths, 130, g)
+    pos = crop_positions(starts, lengths, 130)
+    long = lengths >= 130
+    assert (starts[long] + 130 <= lengths[long]).all()
+    assert (pos[long] == starts[long, None] + torch.arange(130)).all()  # contiguous, no wrap
+    assert (pos < lengths[:, None]).all() and (pos >= 0).all()
+    short = pos[lengths == 40][0]
+    assert sorted(set(short.tolist())) == list(range(40))  # the whole short clip, tiled
+    assert set(starts[lengths == 500].tolist()) > {0}  # starts vary
+    item, start = tiled_crop_plan(np.array([260, 300, 40, 0, 130]), 130)
+    assert item.tolist() == [0, 0, 1, 1, 2, 4] and start.tolist() == [0, 130, 0, 130, 0, 0]
+
+
+def _sampler(toy, **kwargs):
+    from dcue_cli.data import MelCache, MelsReader, Normaliser, PairSampler, load_training_data
+    from dcue_cli.io.plays import read_plays
+    from dcue_cli.io.tsv import read_splits
+
+    reader = MelsReader(toy / "mels.h5")
+    data = load_training_data(reader.ids, reader.lengths, read_plays(toy / "plays.tsv"),
+                              read_splits(toy / "splits.tsv"))
+    cache = MelCache.load(reader, data.train_items, Normaliser([0.0], [1.0]), 32, "cpu")
+    options = dict(batch_size=8, negatives=6, seed=3)
+    options.update(kwargs)
+    return data, PairSampler(data, cache, **options), reader
+
+
+def test_negatives_are_training_songs_the_user_did_not_play(toy):
+    data, sampler, reader = _sampler(toy)
+    played = set(zip(data.pair_users.tolist(), data.pair_items.tolist()))
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    users = torch.as_tensor(data.pair_users[:200])
+    negs = sampler.draw_negatives(users, g)
+    assert negs.shape == (200, 6)
+    assert (negs >= 0).all() and (negs < len(data.train_items)).all()
+    hits = sum((u, n) in played for u, row in zip(users.tolist(), negs.tolist()) for n in row)
+    assert hits == 0
+    # every training pair is a positive, every batch row is one
+    b = sampler.batch(0, 0)
+    assert b.crops.shape == (8, 7, 32, N_MELS) and b.n_crops == 56
+    reader.close()
+
+
+def test_batches_are_a_function_of_epoch_and_step(toy):
+    import torch
+
+    _, sampler, reader = _sampler(toy)
+    a, b = sampler.batch(2, 5), sampler.batch(2, 6)
+    sampler.batch(0, 0)
+    again = sampler.batch(2, 5)
+    assert torch.equal(a.crops, again.crops) and torch.equal(a.users, again.users)
+    assert not torch.equal(a.crops, b.crops)
+    # one epoch visits every training pair once (up to the wrap of the last batch)
+    steps = sampler.steps_per_epoch()
+    perm = sampler._permutation(1)
+    assert sorted(perm.tolist()) == list(range(sampler.n_pairs)) and steps == math.ceil(sampler.n_pairs / 8)
+    reader.close()
+
+
+def test_shared_negatives_pool_masks_each_users_own_songs(toy):
+    _, sampler, reader = _sampler(toy, shared_negatives=True, negatives=10, in_batch=True)
+    b = sampler.batch(0, 3)
+    assert b.crops.shape == (8 + 10, 32, N_MELS) and b.neg_mask.shape == (8, 10)
+    assert b.batch_neg_mask.shape == (8, 8) and not b.batch_neg_mask.diagonal().any()
+    assert sampler.crops_per_batch() == 18
+    reader.close()
+
+
+def test_popularity_sampling_prefers_played_songs(toy):
+    import torch
+
+    data, sampler, reader = _sampler(toy, sampling="popularity")
+    draws = sampler._draw_items((20000,), torch.Generator().manual_seed(0))
+    counts = np.bincount(draws.numpy(), minlength=len(data.train_items))
+    plays = np.bincount(data.pair_items, weights=data.pair_counts, minlength=len(data.train_items))
+    assert np.corrcoef(counts, plays)[0, 1] > 0.95
+    reader.close()
+
+
+# ---- the loop, through the CLI ----
+
+
+def test_training_learns_the_toy_world(trained):
+    """Loss falls and the validation AUC rises well above chance, within a minute on a CPU."""
+    out, result, seconds = trained
+    rows = read_log(out.with_name("model.log.tsv"))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    losses = [float(r["loss"]) for r in rows]
+    aucs = [float(r["valid_auc"]) for r in rows]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert max(aucs) > 0.75, aucs
+    assert all(float(r["crops_per_s"]) > 0 for r in rows)
+    assert seconds < 60
+    assert "valid AUC" in result.stderr and result.stdout == ""
+
+
+def test_checkpoint_is_plain_and_complete(trained):
+    import torch
+
+    out, _, _ = trained
+    best = torch.load(out, weights_only=True)
+    last = torch.load(out.with_name("model.last.pt"), weights_only=True)
+    for ckpt in (best, last):
+        assert ckpt["format"] == "dcue-model" and ckpt["objective"] == "hinge"
+        assert {"model", "optimizer", "position", "best", "user_ids", "model_config", "train_config",
+                "feature_config", "normalisation", "rng", "data"} <= set(ckpt)
+        assert ckpt["model_config"]["conv_channels"] == [16, 32, 32]
+        assert ckpt["feature_config"]["n_mels"] == N_MELS and ckpt["feature_config"]["sr"] == 22050
+        assert len(ckpt["user_ids"]) == ckpt["model_config"]["n_users"]
+        assert all(isinstance(u, str) for u in ckpt["user_ids"])
+    assert last["position"] == {"epoch": 4, "step_in_epoch": 0, "global_step": last["position"]["global_step"]}
+    rows = read_log(out.with_name("model.log.tsv"))
+    best_row = max(rows, key=lambda r: float(r["valid_auc"]))
+    assert best["best"]["auc"] == pytest.approx(float(best_row["valid_auc"]), abs=1e-5)
+    assert best["position"]["epoch"] == int(best_row["epoch"])
+
+
+def test_resume_continues_exactly(toy, tmp_path):
+    """2 epochs straight == 1 epoch, then --resume for the second (same batches, same weights)."""
+    import torch
+
+    a, b = tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt"
+    invoke(toy_args(toy, a, "--epochs", "2", "--patience", "0"))
+    invoke(toy_args(toy, b, "--epochs", "1", "--patience", "0"))
+    result = invoke(toy_args(toy, b, "--epochs", "2", "--resume", "--lr", "0.5"))
+    assert "ignoring --lr 0.5 (the run has 0.05)" in result.stderr and "--batch-size" not in result.stderr
+    sa = torch.load(a.with_name("model.last.pt"), weights_only=True)
+    sb = torch.load(b.with_name("model.last.pt"), weights_only=True)
+    for key, value in sa["model"].items():
+        assert torch.equal(value, sb["model"][key]), key
+    assert sa["position"] == sb["position"]
+    assert [r["step"] for r in read_log(a.with_name("model.log.tsv"))] == \
+           [r["step"] for r in read_log(b.with_name("model.log.tsv"))]
+
+
+def test_interrupt_saves_and_resumes_mid_epoch(toy, tmp_path):
+    """Ctrl-C mid-epoch saves the position; resuming gives the uninterrupted run's weights."""
+    import torch
+
+    from dcue_cli import log
+    from dcue_cli.io.plays import read_plays
+    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.training import TrainConfig, Trainer, TrainingInterrupted
+
+    log.configure(quiet=True)
+    sizes = dict(conv_channels=(16, 32, 32), conv_kernels=(4, 4, 2), pool_sizes=(4, 4, 2), crop_frames=32,
+                 embed_dim=32, user_embed_dim=32, user_hidden=(32,))
+    cfg = TrainConfig(batch_size=16, negatives=5, epochs=1, patience=0)
+    plays, splits = read_plays(toy / "plays.tsv"), read_splits(toy / "splits.tsv")
+
+    def trainer(out, resume=False):
+        return Trainer(toy / "mels.h5", plays, splits, out, cfg, sizes, device="cpu", resume=resume)
+
+    full = trainer(tmp_path / "full.pt")
+    full.run()
+    full.close()
+
+    cut = trainer(tmp_path / "cut.pt")
+    original = cut.sampler.batch
+
+    def batch_then_stop(epoch, step):
+        if step == 3:
+            cut.request_stop()  # what the SIGINT handler does
+        return original(epoch, step)
+
+    cut.sampler.batch = batch_then_stop
+    with pytest.raises(TrainingInterrupted) as info:
+        cut.run()
+    cut.close()
+    assert info.value.step == 4  # the step in flight finished, then it stopped
+    saved = torch.load(tmp_path / "cut.last.pt", weights_only=True)
+    assert saved["position"]["step_in_epoch"] == 4 and saved["position"]["epoch"] == 0
+    again = trainer(tmp_path / "cut.pt", resume=True)
+    again.run()
+    again.close()
+    a = torch.load(tmp_path / "full.last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "cut.last.pt", weights_only=True)["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.slow
+def test_sigint_saves_and_exits_cleanly(toy, tmp_path):
+    out = tmp_path / "model.pt"
+    args = [str(a) for a in toy_args(toy, out, "--epochs", "1000", "--patience", "0", "--log-every", "1")]
+    proc = subprocess.Popen([sys.executable, "-m", "dcue_cli", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log_file = out.with_name("model.log.tsv")
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log_file.exists() and len(log_file.read_text().splitlines()) > 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "continue with the same command and --resume" in stderr
+    assert out.with_name("model.last.pt").exists()
+
+
+def test_objectives_and_options_run(toy, tmp_path):
+    """softmax + shared negatives + popularity + log weighting, and --cache none with a worker."""
+    out = tmp_path / "sm.pt"
+    invoke(toy_args(toy, out, "--epochs", "1", "--objective", "softmax", "--shared-negatives",
+                    "--negative-sampling", "popularity", "--weighting", "log", "--optimizer", "adam",
+                    "--lr", "0.003", "--no-batch-norm"))
+    rows = read_log(tmp_path / "sm.log.tsv")
+    assert math.isfinite(float(rows[0]["loss"])) and float(rows[0]["valid_auc"]) > 0
+    out = tmp_path / "none.pt"
+    invoke(toy_args(toy, out, "--epochs", "1", "--cache", "none", "-j", "1", "--steps-per-epoch", "4"))
+    assert [r["step"] for r in read_log(tmp_path / "none.log.tsv")] == ["4"]
+
+
+def test_regress_objective_learns_wmf_factors(toy, tmp_path):
+    import torch
+
+    from dcue_cli.io.embeddings import Embeddings, write_embeddings
+    from dcue_cli.io.plays import read_plays
+    from dcue_cli.io.tsv import read_splits
+
+    # stand-in WMF factors: users and training songs from a rank-8 SVD of the training plays
+    plays, splits = read_plays(toy / "plays.tsv"), read_splits(toy / "splits.tsv")
+    m = plays.to_csr(binary=True).toarray()
+    train_cols = [k for k, i in enumerate(plays.item_ids) if splits[i] == "train"]
+    u, s, vt = np.linalg.svd(m[:, train_cols], full_matrices=False)
+    target = Embeddings(plays.item_ids[train_cols], (vt[:8].T * np.sqrt(s[:8])).astype(np.float32),
+                        plays.user_ids, (u[:, :8] * np.sqrt(s[:8])).astype(np.float32),
+                        source="wmf", similarity="dot", attrs={"fit_on": "train"})
+    write_embeddings(tmp_path / "wmf.h5", target)
+    out = tmp_path / "reg.pt"
+    invoke(toy_args(toy, out, "--objective", "regress", "--target", tmp_path / "wmf.h5", "--epochs", "6",
+                    "--patience", "0", "--lr", "0.05"))
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["source"] == "wmf-regression" and ckpt["similarity"] == "dot"
+    assert ckpt["model_config"]["n_users"] == 0 and ckpt["model_config"]["embed_dim"] == 8
+    assert np.allclose(ckpt["user_vectors"].numpy(), target.user_vectors)
+    rows = read_log(tmp_path / "reg.log.tsv")
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert max(float(r["valid_auc"]) for r in rows) > 0.6
+
+
+# ---- mistakes ----
+
+
+def test_usage_errors(toy, tmp_path):
+    r = invoke(["train", toy / "mels.h5", toy / "plays.tsv", "-o", tmp_path / "m.pt"], expect=2)
+    assert "Missing option '--splits'" in r.stderr
+    r = invoke(toy_args(toy, tmp_path / "m.pt", "--objective", "regress"), expect=2)
+    assert "--objective regress needs --target wmf.h5" in r.stderr
+    r = invoke(toy_args(toy, tmp_path / "m.pt", "--conv-channels", "16,32"), expect=2)
+    assert "one value per layer" in r.stderr
+
+
+def test_input_errors(toy, tmp_path):
+    r = invoke(toy_args(toy, tmp_path / "m.pt", "--resume"), expect=1)
+    assert r.stderr.strip() == (f"Error: --resume: {tmp_path / 'm.last.pt'} does not exist, so there is nothing "
+                                "to resume: run without --resume to start afresh.")
+    other = make_toy(tmp_path / "other", n_songs=10, prefix="T")  # the same plays, other song ids
+    r = invoke(["train", other / "mels.h5", toy / "plays.tsv", "--splits", toy / "splits.tsv",
+                "-o", tmp_path / "m.pt"], expect=1)
+    assert "none of the 36 training songs" in r.stderr and "--id-map" in r.stderr
+    r = invoke(["train", toy / "plays.tsv", toy / "plays.tsv", "--splits", toy / "splits.tsv",
+                "-o", tmp_path / "m.pt"], expect=1)
+    assert "not a readable HDF5 file" in r.stderr
+    import torch
+
+    if not torch.cuda.is_available():
+        r = invoke(toy_args(toy, tmp_path / "m.pt", "--device", "cuda"), expect=1)
+        assert "CUDA is not available" in r.stderr
+
+
+def test_missing_statistics_are_estimated(tmp_path):
+    from pathlib import Path
+
+    d = Path(make_toy(tmp_path / "nostats", with_stats=False))
+    r = invoke(toy_args(d, tmp_path / "m.pt", "--epochs", "1", "--steps-per-epoch", "2"))
+    assert "stores no mean/std" in r.stderr
+    import torch
+
+    norm = torch.load(tmp_path / "m.pt", weights_only=True)["normalisation"]
+    assert abs(norm["mean"][0]) < 3 and 0.3 < norm["std"][0] < 3
+
+
+# ---- several processes, GPUs ----
+
+
+def test_ddp_two_processes_on_cpu(toy, tmp_path):
+    """torchrun --nproc-per-node 2 -m dcue_cli train: gloo, one process writes the files."""
+    out = tmp_path / "ddp.pt"
+    args = [str(a) for a in toy_args(toy, out, "--epochs", "2", "--patience", "0", "--device", "cpu")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--standalone", "-m", "dcue_cli", "-q", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import torch
+
+    ckpt = torch.load(out.with_name("ddp.last.pt"), weights_only=True)
+    assert ckpt["position"]["epoch"] == 2
+    # each process took every other batch: an epoch is half the single-process steps
+    assert ckpt["position"]["global_step"] == 2 * math.ceil(ckpt["data"]["n_pairs"] / (2 * 16))
+    rows = read_log(out.with_name("ddp.log.tsv"))
+    assert len(rows) == 2 and all(r["valid_auc"] for r in rows)
+
+
+@pytest.mark.gpu
+def test_gpu_training_bf16_and_cache(toy, tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    out = tmp_path / "gpu.pt"
+    r = invoke(toy_args(toy, out, "--epochs", "2", "--device", "cuda", "--cache", "gpu", "--patience", "0"))
+    assert "mels cache: gpu" in r.stderr
+    rows = read_log(tmp_path / "gpu.log.tsv")
+    assert max(float(x["valid_auc"]) for x in rows) > 0.6
+    ckpt = torch.load(out, weights_only=True)
+    assert all(v.device.type == "cpu" for v in ckpt["model"].values())
