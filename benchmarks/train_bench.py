@@ -12,6 +12,7 @@ Target (issue 5): loop / ceiling >= 0.7 on a GPU, >= 0.8 on a CPU.
     python benchmarks/train_bench.py                            # full MSD shape, default settings
     python benchmarks/train_bench.py --items 1000 --steps 10    # a quick CPU run (smaller file)
     python benchmarks/train_bench.py --device cuda --batch-size 256 --bf16 --compile
+    python benchmarks/train_bench.py --per-user-negatives --no-in-batch-negatives   # the paper's 21 crops/pair
 """
 
 import argparse
@@ -93,11 +94,15 @@ def ceiling(cfg_model, train_cfg, device, steps, warmup):
             u, v = forward(crops, users)
         u, v = u.float(), v.float()
         if train_cfg.shared_negatives:
-            pos = cosine(u, v[:b].unsqueeze(1))[:, 0]
+            pos_vec = v[:b]
+            pos = cosine(u, pos_vec.unsqueeze(1))[:, 0]
             neg = cosine(u, v[b:].unsqueeze(0).expand(b, -1, -1))
         else:
+            pos_vec = v.view(b, 1 + k, -1)[:, 0]
             s = cosine(u, v.view(b, 1 + k, -1))
             pos, neg = s[:, 0], s[:, 1:]
+        if train_cfg.in_batch_negatives:
+            neg = torch.cat([neg, cosine(u, pos_vec.unsqueeze(0).expand(b, -1, -1))], 1)
         loss = hinge_loss(pos, neg, 0.2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -142,9 +147,10 @@ def main():
     p.add_argument("--frames", type=int, default=1_291)
     p.add_argument("--users", type=int, default=20_000)
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--negatives", type=int, default=20)
-    p.add_argument("--shared-negatives", action="store_true")
+    p.add_argument("--per-user-negatives", action="store_true", help="the paper's: --negatives songs per pair")
+    p.add_argument("--no-in-batch-negatives", action="store_true")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast on CUDA")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--cache", default="auto")
@@ -163,7 +169,8 @@ def main():
     plays = make_plays(args.items, args.users)
     build_s = time.perf_counter() - t
     device = resolve_device(args.device)
-    cfg = TrainConfig(batch_size=args.batch_size, negatives=args.negatives, shared_negatives=args.shared_negatives,
+    cfg = TrainConfig(batch_size=args.batch_size, negatives=args.negatives,
+                      shared_negatives=not args.per_user_negatives, in_batch_negatives=not args.no_in_batch_negatives,
                       amp=args.bf16, compile=args.compile, cache=args.cache)
     model_cfg = ModelConfig(n_users=len(plays.user_ids))
     warm = max(3, args.steps // 4)
@@ -176,12 +183,13 @@ def main():
     precision = ("bf16" if args.bf16 and device.type == "cuda" else "fp32") + ("+compile" if args.compile else "")
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     ref = REFERENCE.get((device.type, args.batch_size if device.type == "cuda" else None, precision))
-    crops_per_pair = (1 + args.negatives / args.batch_size) if args.shared_negatives else 1 + args.negatives
+    crops_per_pair = (1 + args.negatives / args.batch_size) if cfg.shared_negatives else 1 + args.negatives
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"train_bench: {args.items:,} items x {args.frames:,} frames x 128 (float16), {len(plays):,} plays of "
           f"{args.users:,} users; built in {build_s:.0f} s")
     print(f"device {dev} ({card}), cache {cache_mode}, batch {args.batch_size}, "
-          f"{'shared pool of' if args.shared_negatives else ''} {args.negatives} negatives "
+          f"{'a shared pool of' if cfg.shared_negatives else 'per pair'} {args.negatives} negatives"
+          f"{' + in-batch' if cfg.in_batch_negatives else ''} "
           f"({crops_per_pair:.2f} crops/pair), {precision}; load average {load:.2f}")
     print(f"{'figure':<34}{'crops/s':>12}{'reference':>14}{'ratio':>8}")
     print(f"{'compute-only ceiling (same run)':<34}{ceil:>12,.0f}{'':>14}{'':>8}")

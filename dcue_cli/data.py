@@ -290,10 +290,14 @@ class MelCache:
                 j += 1
             stop = reader.offsets[items[order[j - 1]] + 1]
             block = torch.from_numpy(np.ascontiguousarray(reader.frames(int(start), int(stop))))
-            for k in order[i:j]:
-                a = reader.offsets[items[k]] - start
-                n = lengths[k]
-                frames[new_offsets[k]:new_offsets[k] + n].copy_(block[a:a + n], non_blocking=False)
+            run = order[i:j]
+            if np.all(np.diff(run) == 1):  # the usual case (items in file order): one copy for the run
+                frames[new_offsets[run[0]]:new_offsets[run[-1] + 1]].copy_(block)
+            else:
+                for k in run:
+                    a = reader.offsets[items[k]] - start
+                    n = lengths[k]
+                    frames[new_offsets[k]:new_offsets[k] + n].copy_(block[a:a + n])
             bar.update(int(stop - start))
             i = j
         bar.close()

@@ -60,7 +60,7 @@ def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 102
     dev = resolve_device(device)
     configure_backends(dev)
     ckpt = load_checkpoint(model_path)
-    model = model_from_checkpoint(ckpt).to(dev).eval()
+    model = model_from_checkpoint(ckpt, model_path).to(dev).eval()
     cfg = model.config
     autocast = autocast_factory(dev, amp)
     norm = ckpt["normalisation"]

@@ -140,7 +140,6 @@ def test_regression_model_embeds_with_wmf_users(toy, tmp_path):
     assert emb.item_vectors.shape == (60, 6)
 
 
-@pytest.mark.slow
 def test_pipeline_from_audio(tmp_path):
     """synth -> melspec -> subset -> train -> embed -> score, tiny, with real subcommands."""
     import json
@@ -159,3 +158,18 @@ def test_pipeline_from_audio(tmp_path):
                 "--json"])
     model = json.loads(r.stdout)["models"][0]
     assert model["missing_items"] == 0 and 0 <= model["metrics"]["auc"]["mean"] <= 1
+
+
+@pytest.mark.gpu
+def test_embed_on_gpu_matches_cpu(toy, model, tmp_path):
+    import torch
+
+    from dcue_cli.io.embeddings import read_embeddings
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    invoke(["embed", model, toy / "mels.h5", "-o", tmp_path / "cpu.h5", "--device", "cpu"])
+    invoke(["embed", model, toy / "mels.h5", "-o", tmp_path / "gpu.h5", "--device", "cuda", "--no-amp"])
+    a, b = read_embeddings(tmp_path / "cpu.h5"), read_embeddings(tmp_path / "gpu.h5")
+    assert np.allclose(a.item_vectors, b.item_vectors, atol=1e-3)
+    assert np.allclose(a.user_vectors, b.user_vectors, atol=1e-3)

@@ -33,8 +33,10 @@ def cli(model, mels, output, device, batch_crops, no_amp, allow_feature_mismatch
       dcue score dcue.h5 --plays sub/plays.tsv --splits sub/splits.tsv
     """
     from dcue_cli.embedding import embed
+    from dcue_cli.io.atomic import check_output_path
     from dcue_cli.io.embeddings import write_embeddings
 
+    check_output_path(output, "embeddings")
     emb = embed(model, mels, device=device, batch_crops=batch_crops, amp=not no_amp,
                 allow_feature_mismatch=allow_feature_mismatch)
     write_embeddings(output, emb)

@@ -42,6 +42,7 @@ import numpy as np
 
 from dcue_cli import __version__
 from dcue_cli.errors import DcueError
+from dcue_cli.io.lock import OutputLock
 
 WRITER_HINT = "was it written by `dcue melspec`?"
 CHUNK_ROWS = 512  # frames per HDF5 chunk: 128 KiB of float16 at 128 bands, ~6 s of audio
@@ -346,29 +347,6 @@ def _fsync(path):
             os.close(fd)
 
 
-class _Lock:
-    """An exclusive flock, released by the OS however the process ends."""
-
-    def __init__(self, path: Path, what: str):
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no locking
-            return
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            self.fd = None
-            raise DcueError(f"{what} is being written by another `dcue melspec` right now "
-                            f"(it holds {path}): wait for it to finish.") from None
-
-    def release(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
 class MelsWriter:
     """Durable, resumable writing of a mels file (see the module docstring for the mechanism).
 
@@ -399,7 +377,7 @@ class MelsWriter:
         # A run that starts from nothing writes the output itself as it goes (beside the
         # segments), so finishing is a rename, not a copy; any other run copies at the end.
         self._stream: Optional[_AppendFile] = None
-        self._lock: Optional[_Lock] = None
+        self._lock: Optional[OutputLock] = None
         self._fresh = overwrite
 
     # --- opening and recovering -----------------------------------------------------------
@@ -422,7 +400,9 @@ class MelsWriter:
         make_folder(self.output.parent)
         created = not self.partial.exists()
         make_folder(self.partial)
-        self._lock = _Lock(self.partial / "lock", str(self.output))
+        lock = self.partial / "lock"
+        self._lock = OutputLock(lock, f"{self.output} is being written by another `dcue melspec` right now "
+                                      f"(it holds {lock}): wait for it to finish.")
         try:
             self._recover()
         except BaseException:

@@ -1,0 +1,212 @@
+"""`dcue train` and `dcue embed` under abuse: damaged checkpoints, signals, SIGKILL loops, two
+runs on one output, outputs that cannot be written."""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO, invoke
+from test_train import make_toy, toy_args
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    from pathlib import Path
+
+    return Path(make_toy(tmp_path_factory.mktemp("toy")))
+
+
+@pytest.fixture(scope="module")
+def model(toy, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "model.pt"
+    invoke(toy_args(toy, out, "--epochs", "1", "--steps-per-epoch", "2", "--patience", "0"))
+    return out
+
+
+def error_line(result) -> str:
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: "), result.stderr
+    assert sum(line.startswith("Error: ") for line in lines) == 1, result.stderr
+    return lines[-1][len("Error: "):]
+
+
+class _Touch:
+    """A pickle that would create a file if it were ever unpickled with code allowed."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.path),))
+
+
+def _damaged(kind, model, toy, tmp_path):
+    """A file that `embed` and `train --resume` must refuse, and the words the error must hold."""
+    import torch
+
+    bad = tmp_path / f"{kind}.pt"
+    if kind == "truncated":
+        data = model.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+        return bad, "is not a dcue model checkpoint"
+    if kind == "empty":
+        bad.write_bytes(b"")
+        return bad, "is not a dcue model checkpoint"
+    if kind == "code":
+        torch.save({"format": "dcue-checkpoint", "model": _Touch(tmp_path / "pwned")}, bad)
+        return bad, "is not a dcue model checkpoint (UnpicklingError"
+    if kind == "mels":
+        shutil.copy(toy / "mels.h5", bad)
+        return bad, "is not a dcue model checkpoint"
+    ckpt = torch.load(model, weights_only=True)
+    if kind == "other-size":  # the weights of one size under the config of another
+        ckpt["model_config"]["conv_channels"] = [c * 2 for c in ckpt["model_config"]["conv_channels"]]
+        words = "do not fit the model it describes (size mismatch for audio."
+    elif kind == "bad-config":
+        ckpt["model_config"]["pool_sizes"] = [64, 64, 64]
+        words = "has an unusable model_config"
+    elif kind == "missing-keys":
+        del ckpt["model"], ckpt["normalisation"]
+        words = "is a damaged dcue checkpoint (no model, normalisation)"
+    torch.save(ckpt, bad)
+    return bad, words
+
+
+KINDS = ["truncated", "empty", "code", "mels", "other-size", "bad-config", "missing-keys"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_embed_refuses_a_damaged_checkpoint_in_one_line(kind, model, toy, tmp_path):
+    bad, words = _damaged(kind, model, toy, tmp_path)
+    out = tmp_path / "out.h5"
+    text = error_line(invoke(["embed", bad, toy / "mels.h5", "-o", out], expect=1))
+    assert text.startswith(str(bad)) and words in text, text
+    assert "dcue train" in text  # says how to fix it
+    assert not out.exists() and not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_resume_refuses_a_damaged_state_in_one_line(kind, model, toy, tmp_path):
+    bad, words = _damaged(kind, model, toy, tmp_path)
+    out = tmp_path / "run" / "m.pt"
+    out.parent.mkdir()
+    shutil.copy(bad, out.with_name("m.last.pt"))
+    text = error_line(invoke(toy_args(toy, out, "--resume"), expect=1))
+    assert text.startswith(str(out.with_name("m.last.pt"))) and words in text, text
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.last.pt"]  # nothing written, no lock left
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_an_unwritable_output_is_refused_before_any_training(toy, tmp_path):
+    (tmp_path / "a_file").write_text("in the way")
+    for target in (tmp_path / "a_file" / "m.pt", tmp_path / "a_file" / "deeper" / "m.pt"):
+        r = invoke(toy_args(toy, target), expect=1)
+        assert error_line(r).startswith(f"cannot write {target}: {tmp_path / 'a_file'} is a file, not a folder")
+        assert "model:" not in r.stderr  # refused before the model was built
+        r = invoke(["embed", toy / "mels.h5", toy / "mels.h5", "-o", target.with_suffix(".h5")], expect=1)
+        assert error_line(r).startswith(f"cannot write {target.with_suffix('.h5')}")
+    (tmp_path / "m.log.tsv").mkdir()  # a folder where the log goes
+    r = invoke(toy_args(toy, tmp_path / "m.pt"), expect=1)
+    assert error_line(r) == f"{tmp_path / 'm.log.tsv'} is a folder: give a file name for the log (-o names it)."
+    assert (tmp_path / "a_file").read_text() == "in the way"
+
+
+def test_a_second_train_on_the_same_output_is_refused(toy, tmp_path):
+    from dcue_cli.io.lock import OutputLock
+
+    out = tmp_path / "m.pt"
+    with OutputLock(tmp_path / "m.lock", "held by the test"):  # what a running `dcue train` holds
+        r = invoke(toy_args(toy, out, "--epochs", "1", "--steps-per-epoch", "1"), expect=1)
+    assert error_line(r) == (f"{out} is being trained by another `dcue train` right now (it holds "
+                             f"{tmp_path / 'm.lock'}): wait for it, or give another -o.")
+    assert not out.exists() and not out.with_name("m.last.pt").exists()
+    invoke(toy_args(toy, out, "--epochs", "1", "--steps-per-epoch", "1"))  # free again
+    assert out.exists() and not (tmp_path / "m.lock").exists()  # and the lock file is gone
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_save_and_exit_cleanly(toy, tmp_path, sig):
+    out = tmp_path / "model.pt"
+    args = [str(a) for a in toy_args(toy, out, "--epochs", "1000", "--patience", "0", "--log-every", "1")]
+    proc = subprocess.Popen([sys.executable, "-m", "dcue_cli", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log_file = out.with_name("model.log.tsv")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log_file.exists() and len(log_file.read_text().splitlines()) > 3):
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "continue with the same command and --resume" in stderr
+    assert stdout == ""
+    assert out.with_name("model.last.pt").exists() and not out.with_name("model.lock").exists()
+    r = invoke(toy_args(toy, out, "--epochs", "2", "--patience", "0", "--resume"))  # and it resumes
+    assert "resuming" in r.stderr
+
+
+def _last_step(out) -> int:
+    try:
+        lines = out.with_name("m.log.tsv").read_text().splitlines()[1:]
+    except OSError:
+        return 0
+    return max((int(line.split("\t")[1]) for line in lines if line.count("\t") > 2), default=0)
+
+
+def _weights(path):
+    import torch
+
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(toy, tmp_path):
+    """SIGKILL at random moments (bounded), `--resume` after each; the final weights are the
+    uninterrupted run's, bit for bit, and so is the best checkpoint."""
+    import torch
+
+    settings = ["--epochs", "5", "--steps-per-epoch", "4", "--patience", "0", "--device", "cpu"]
+    full = tmp_path / "full" / "m.pt"
+    invoke(toy_args(toy, full, *settings))
+
+    cut = tmp_path / "cut" / "m.pt"
+    args = [str(a) for a in toy_args(toy, cut, *settings, "--log-every", "1")]
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    rng = random.Random(5)
+    # kill once while starting up, then just after random steps (from the log's step column)
+    targets = [0] + sorted(rng.sample(range(1, 20), 5))
+    kills = 0
+    for attempt in range(len(targets) + 1):
+        resume = ["--resume"] if cut.with_name("m.last.pt").exists() else []
+        proc = subprocess.Popen([sys.executable, "-m", "dcue_cli", "-q", *args, *resume], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if attempt < len(targets):
+            deadline = time.time() + 120
+            if targets[attempt] == 0:
+                time.sleep(rng.uniform(0.3, 2.0))
+            while proc.poll() is None and _last_step(cut) < targets[attempt] and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 0.3))
+            if proc.poll() is None:
+                proc.kill()
+                kills += 1
+        _, stderr = proc.communicate(timeout=300)
+        assert "Traceback" not in stderr, stderr
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, stderr
+    assert proc.returncode == 0 and kills >= 4  # it was really interrupted, then it finished
+    for name in ("m.last.pt", "m.pt"):
+        a, b = _weights(full.with_name(name)), _weights(cut.with_name(name))
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+    best_full = torch.load(full, weights_only=True)["best"]
+    best_cut = torch.load(cut, weights_only=True)["best"]
+    assert best_full == best_cut
