@@ -31,7 +31,7 @@ CHECKPOINT_FORMAT = "dcue-model"
 CHECKPOINT_VERSION = 1
 OBJECTIVES = ("hinge", "softmax", "regress")
 # what may change when a run is resumed; everything else comes from its checkpoint
-RESUMABLE = ("epochs", "patience", "cache", "workers", "log_every", "compile", "amp")
+RESUMABLE = ("epochs", "patience", "cache", "workers", "log_every", "compile", "amp", "curves")
 
 
 @dataclass
@@ -65,6 +65,7 @@ class TrainConfig:
     log_every: int = 0
     valid_crop_batch: int = 1024
     centre_init: bool = True  # centre the initial item/user vectors on data (model.centre_outputs_)
+    curves: bool = True  # draw model.curves.png from the log after every epoch (needs matplotlib)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +96,10 @@ def sibling(output, suffix: str) -> Path:
 
 def last_path(output) -> Path:
     return sibling(output, ".last.pt")
+
+
+def curves_path(output) -> Path:
+    return sibling(output, ".curves.png")
 
 
 def log_path(output) -> Path:
@@ -455,6 +460,7 @@ class Trainer:
         self.target_scale = 1.0
         self.last = last_path(output)
         self.log_file = log_path(output)
+        self.curves_file = curves_path(output)
         self.lock = None
         self.dist = init_distributed(device)
         self.device = resolve_device(device, self.dist.local_rank if self.dist.enabled else None)
@@ -462,7 +468,8 @@ class Trainer:
         names = input_names or {}
         self.master = self.dist.master
         if self.master:  # now, not after the first epoch
-            for path, what in ((self.output, "model"), (self.last, "latest state"), (self.log_file, "log")):
+            for path, what in ((self.output, "model"), (self.last, "latest state"), (self.log_file, "log"),
+                               (self.curves_file, "curves")):
                 check_output_path(path, f"{what} (-o names it)")
 
         ckpt = None
@@ -476,6 +483,14 @@ class Trainer:
             log.warning("%s exists: starting afresh and replacing it (continue it with --resume instead)",
                         self.last)
         self.cfg = cfg
+        self.draw_curves = cfg.curves and self.master
+        if self.draw_curves:
+            from dcue_cli.plots import have_matplotlib
+
+            if not have_matplotlib():
+                log.warning("matplotlib is absent: no training curves in %s (pip install 'dcue[plot]', "
+                            "or --no-curves to silence this)", self.curves_file)
+                self.draw_curves = False
         if cfg.objective not in OBJECTIVES:
             raise DcueError(f"--objective {cfg.objective}: expected one of {', '.join(OBJECTIVES)}.")
 
@@ -770,6 +785,19 @@ class Trainer:
         with open(self.log_file, "w", encoding="utf-8") as f:
             f.writelines(keep)
 
+    def _draw_curves(self):
+        """Redraw model.curves.png from the log; a failure is a warning, never the end of a run."""
+        if not self.draw_curves:
+            return
+        from dcue_cli.plots import draw_training_curves
+
+        try:
+            draw_training_curves(self.log_file, self.curves_file,
+                                 title=f"{self.output.name}: {self.cfg.objective}, batch {self.cfg.batch_size}")
+        except Exception as exc:  # noqa: BLE001 - a picture is never worth a lost run
+            log.warning("could not draw %s (%s): training goes on without it", self.curves_file, exc)
+            self.draw_curves = False
+
     def _log_row(self, **row):
         if not self.master:
             return
@@ -913,6 +941,7 @@ class Trainer:
                         self._save(self.last, epoch=epoch, step_in_epoch=self.step_in_epoch)
                         self._log_row(epoch=epoch + 1, step=self.global_step, loss=mean_loss,
                                       crops_per_s=rate, seconds=seconds, lr=lr)
+                        self._draw_curves()
                     raise TrainingInterrupted(self.last, epoch, self.step_in_epoch)
 
                 # end of epoch: validate, keep the best, decide whether to go on
@@ -943,6 +972,7 @@ class Trainer:
                     self._save(self.last, epoch=self.epoch, step_in_epoch=0)
                     self._log_row(epoch=epoch + 1, step=self.global_step, loss=mean_loss, valid_auc=auc,
                                   crops_per_s=rate, seconds=seconds, lr=lr)
+                    self._draw_curves()
                     log.info("epoch %d: loss %.4f, valid AUC %s%s, %s crops/s, %.1f s", epoch + 1, mean_loss,
                              "-" if not math.isfinite(auc) else f"{auc:.4f}", " (best)" if improved and
                              self.validator is not None else "", f"{rate:,.0f}", seconds)

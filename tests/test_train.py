@@ -275,6 +275,30 @@ def test_training_learns_the_toy_world(trained):
     assert "valid AUC" in result.stderr and result.stdout == ""
 
 
+def test_curves_are_drawn_beside_the_log(trained):
+    pytest.importorskip("matplotlib")
+    from dcue_cli.plots import read_training_log
+
+    out, result, _ = trained
+    png = out.with_name("model.curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
+    rows = read_training_log(out.with_name("model.log.tsv"))
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and all(0 < r["valid_auc"] <= 1 for r in rows)
+    assert not list(out.parent.glob("*.tmp*"))  # drawn atomically
+
+
+def test_no_curves_and_no_matplotlib(toy, tmp_path, monkeypatch):
+    import sys
+
+    invoke(toy_args(toy, tmp_path / "a.pt", "--epochs", "1", "--steps-per-epoch", "1", "--no-curves"))
+    assert not (tmp_path / "a.curves.png").exists()
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    r = invoke(toy_args(toy, tmp_path / "b.pt", "--epochs", "1", "--steps-per-epoch", "1"))
+    assert (f"matplotlib is absent: no training curves in {tmp_path / 'b.curves.png'} "
+            "(pip install 'dcue[plot]', or --no-curves to silence this)") in r.stderr
+    assert (tmp_path / "b.pt").exists() and not (tmp_path / "b.curves.png").exists()
+
+
 def test_checkpoint_is_plain_and_complete(trained):
     import torch
 

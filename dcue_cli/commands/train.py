@@ -26,7 +26,7 @@ def _int_list(text, name):
               help="Song splits (item_id<TAB>train|valid|test) from `dcue subset`: trains on the train "
                    "songs, validates on the valid songs, never looks at the test songs.")
 @output_option("The best checkpoint (by validation AUC). MODEL.last.pt (latest, for --resume) and "
-               "MODEL.log.tsv (the training log) are written beside it.")
+               "MODEL.log.tsv (the training log) and MODEL.curves.png (its curves) are written beside it.")
 @click.option("--objective", type=click.Choice(["hinge", "softmax", "regress"]), default="hinge", show_default=True,
               help="hinge: the paper's max-margin loss on cosine relevance; softmax: sampled softmax "
                    "(InfoNCE) over the negatives and the batch's other positives; regress: WMF+Regression, "
@@ -65,6 +65,9 @@ def _int_list(text, name):
                    "validation AUC (1: never).")
 @click.option("--plateau-patience", type=click.IntRange(min=1), default=2, show_default=True,
               help="Epochs without progress before the learning rate drops.")
+@click.option("--curves/--no-curves", default=True, show_default=True,
+              help="Draw the loss and validation-AUC curves to MODEL.curves.png beside the log after every "
+                   "epoch (needs matplotlib: pip install 'dcue[plot]').")
 @click.option("--weight-decay", type=float, default=0.0, show_default=True, help="L2 weight decay.")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Most epochs to train.")
 @click.option("--steps-per-epoch", type=click.IntRange(min=0), default=0, show_default=True,
@@ -108,7 +111,7 @@ def _int_list(text, name):
 @click.pass_context
 def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, negative_sampling,
         shared_negatives, in_batch_negatives, temperature, weighting, batch_size, optimizer, lr, momentum,
-        lr_decay, plateau_factor, plateau_patience, weight_decay, epochs, steps_per_epoch, patience,
+        lr_decay, plateau_factor, plateau_patience, curves, weight_decay, epochs, steps_per_epoch, patience,
         conv_channels, conv_kernels, pool_sizes, embed_dim, user_embed_dim, user_hidden, crop_frames, batch_norm,
         no_centre_init, device, cache, jobs, compile_, no_amp, seed, resume, log_every, columns, header, skip_bad):
     """Train the deep content-user embedding model on MELS (from `dcue melspec`) and PLAYS.
@@ -164,7 +167,7 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
                       plateau_factor=plateau_factor, plateau_patience=plateau_patience,
                       weight_decay=weight_decay, epochs=epochs, steps_per_epoch=steps_per_epoch, patience=patience,
                       seed=seed, compile=compile_, amp=not no_amp, cache=cache, workers=workers, log_every=log_every,
-                      centre_init=not no_centre_init)
+                      centre_init=not no_centre_init, curves=curves)
 
     # the settings given on the command line: a resumed run takes the resumable ones and
     # names any other that differs from the saved run (it continues with the saved value)
