@@ -248,11 +248,21 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     path = str(path)
     if not os.path.exists(path):
         raise DcueError(f"{path} does not exist: check the path (write it with `dcue train`).")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise DcueError(f"{path} is empty, not a dcue model checkpoint: write it with `dcue train`.")
+    if head.startswith(b"\x89HDF"):
+        raise DcueError(f"{path} is an HDF5 file (mels or embeddings?), not a dcue model checkpoint: give the "
+                        "model.pt written by `dcue train`.")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
-        raise DcueError(f"{path} is not a dcue model checkpoint ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''}): write it with `dcue train`.") from None
+        if type(exc).__name__ == "UnpicklingError" and "Weights only load failed" in str(exc):
+            why = "it holds Python objects, not only tensors and plain values: refused, as loading it could run code"
+        else:
+            why = f"truncated, damaged or not a torch file: {type(exc).__name__}: {_first_line(exc)}"
+        raise DcueError(f"{path} is not a dcue model checkpoint ({why}): write it with `dcue train`.") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise DcueError(f"{path} is not a dcue model checkpoint (no format={CHECKPOINT_FORMAT!r}): "
                         "write it with `dcue train`.")

@@ -56,16 +56,17 @@ def _damaged(kind, model, toy, tmp_path):
     if kind == "truncated":
         data = model.read_bytes()
         bad.write_bytes(data[: len(data) // 2])
-        return bad, "is not a dcue model checkpoint"
+        return bad, "is not a dcue model checkpoint (truncated, damaged or not a torch file: "
     if kind == "empty":
         bad.write_bytes(b"")
-        return bad, "is not a dcue model checkpoint"
+        return bad, "is empty, not a dcue model checkpoint"
     if kind == "code":
         torch.save({"format": "dcue-checkpoint", "model": _Touch(tmp_path / "pwned")}, bad)
-        return bad, "is not a dcue model checkpoint (UnpicklingError"
+        return bad, ("is not a dcue model checkpoint (it holds Python objects, not only tensors and plain "
+                     "values: refused, as loading it could run code)")
     if kind == "mels":
         shutil.copy(toy / "mels.h5", bad)
-        return bad, "is not a dcue model checkpoint"
+        return bad, "is an HDF5 file (mels or embeddings?), not a dcue model checkpoint"
     ckpt = torch.load(model, weights_only=True)
     if kind == "other-size":  # the weights of one size under the config of another
         ckpt["model_config"]["conv_channels"] = [c * 2 for c in ckpt["model_config"]["conv_channels"]]
