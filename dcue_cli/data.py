@@ -392,11 +392,14 @@ class Batch:
     batch_neg_mask: Optional[torch.Tensor] = None  # (B, B) softmax: other positives usable as negatives
     targets: Optional[torch.Tensor] = None  # (B, d) regression targets
     n_crops: int = 0
+    # song-grouped batches: the S positive songs' crops come first, pair i's is pos_index[i];
+    # batch_neg_mask is then (B, S): which of the batch's songs each user has not played
+    pos_index: Optional[torch.Tensor] = None
 
     def to(self, device, non_blocking=False) -> "Batch":
         move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
         return Batch(move(self.users), move(self.crops), move(self.weights), move(self.neg_mask),
-                     move(self.batch_neg_mask), move(self.targets), self.n_crops)
+                     move(self.batch_neg_mask), move(self.targets), self.n_crops, move(self.pos_index))
 
 
 class PairSampler:
@@ -413,13 +416,18 @@ class PairSampler:
 
     def __init__(self, data: TrainingData, source, *, batch_size: int, negatives: int, seed: int,
                  shared_negatives: bool = False, in_batch: bool = False, sampling: str = "uniform",
-                 weighting: str = "binary", device="cpu", rank: int = 0, world: int = 1):
+                 weighting: str = "binary", device="cpu", rank: int = 0, world: int = 1,
+                 listeners_per_song: int = 1):
         self.device = torch.device(device)
         self.source = source
         self.batch_size = batch_size
         self.negatives = negatives
         self.shared = shared_negatives
         self.in_batch = in_batch
+        if listeners_per_song < 1 or (listeners_per_song > 1 and not shared_negatives):
+            raise ValueError("listeners per song above 1 needs shared negatives")
+        self.listeners = listeners_per_song
+        self.songs_per_batch = -(-batch_size // listeners_per_song)
         self.rank, self.world = rank, world
         self.n_train = len(data.train_items)
         self.seeds = _Seeded(seed, self.device)
@@ -446,13 +454,19 @@ class PairSampler:
             raise ValueError(f"unknown weighting {weighting!r}")
         self.pair_weights = torch.as_tensor(w, dtype=torch.float32, device=dev)
         self._perm_epoch, self._perm = None, None
+        if self.listeners > 1:  # each song's pairs, to draw its listeners from (CSR by song)
+            order = np.argsort(data.pair_items, kind="stable")
+            counts = np.bincount(data.pair_items, minlength=self.n_train)
+            self.song_pairs = torch.as_tensor(order, device=dev)
+            self.song_start = torch.as_tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]), device=dev)
+            self.song_count = torch.as_tensor(counts, device=dev)
 
     def steps_per_epoch(self) -> int:
         return max(1, -(-self.n_pairs // (self.batch_size * self.world)))
 
     def crops_per_batch(self) -> int:
         if self.shared:
-            return self.batch_size + self.negatives
+            return self.songs_per_batch + self.negatives
         return self.batch_size * (1 + self.negatives)
 
     def _permutation(self, epoch: int) -> torch.Tensor:
@@ -484,6 +498,8 @@ class PairSampler:
         return negs
 
     def batch(self, epoch: int, step: int) -> Batch:
+        if self.listeners > 1:
+            return self._song_grouped_batch(epoch, step)
         perm = self._permutation(epoch)  # (reseeds the shared generator: draw it first)
         g = self.seeds.generator(epoch, step, self.rank)
         start = (step * self.world + self.rank) * self.batch_size
@@ -505,6 +521,33 @@ class PairSampler:
         rows = torch.cat([pos.unsqueeze(1), negs], dim=1)
         crops = self.source.random_crops(rows, g)
         return Batch(users, crops, weights, batch_neg_mask=batch_neg_mask, n_crops=rows.numel())
+
+
+    def _song_grouped_batch(self, epoch: int, step: int) -> Batch:
+        """B pairs on B / L songs: L listeners of each song share its one crop, so a step sees
+        L times the pairs per crop through the audio network (its cost). Each song is a pair
+        drawn from the epoch's permutation, then L - 1 more of its pairs at random: every pair
+        remains equally likely, only grouped. The batch's songs and a shared pool are the
+        negatives, each masked where the user played it."""
+        perm = self._permutation(epoch)
+        g = self.seeds.generator(epoch, step, self.rank)
+        s, b, dev = self.songs_per_batch, self.batch_size, self.device
+        start = (step * self.world + self.rank) * s
+        anchors = perm[(start + torch.arange(s, device=dev)) % self.n_pairs]
+        songs = self.pair_items[anchors]
+        draw = torch.rand((s, self.listeners - 1), generator=g, device=dev)
+        offset = (draw * self.song_count[songs].unsqueeze(1)).long()
+        others = self.song_pairs[self.song_start[songs].unsqueeze(1) + offset]
+        pairs = torch.cat([anchors.unsqueeze(1), others], 1).reshape(-1)[:b]
+        pos_index = torch.arange(s, device=dev).repeat_interleave(self.listeners)[:b]
+        users = self.pair_users[pairs]
+        pool = self._draw_items((self.negatives,), g)
+        neg_mask = ~self.is_positive(users.unsqueeze(1), pool.unsqueeze(0))
+        batch_neg_mask = ~self.is_positive(users.unsqueeze(1), songs.unsqueeze(0)) if self.in_batch else None
+        rows = torch.cat([songs, pool])
+        crops = self.source.random_crops(rows, g)
+        return Batch(users, crops, self.pair_weights[pairs], neg_mask=neg_mask, batch_neg_mask=batch_neg_mask,
+                     n_crops=len(rows), pos_index=pos_index)
 
 
 class ItemSampler:

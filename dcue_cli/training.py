@@ -42,6 +42,7 @@ class TrainConfig:
     margin: float = 0.2
     negatives: int = 20
     negative_sampling: str = "uniform"
+    listeners_per_song: int = 1  # >1: song-grouped batches, that many pairs share each song's crop
     shared_negatives: bool = True  # one pool per batch (measured: as good as per-user with in-batch, 20x cheaper)
     in_batch_negatives: bool = True  # the batch's other positives are negatives too (softmax: always)
     temperature: float = 0.1
@@ -615,7 +616,7 @@ class Trainer:
                     shared_negatives=cfg.shared_negatives,
                     in_batch=cfg.objective == "softmax" or cfg.in_batch_negatives,
                     sampling=cfg.negative_sampling, weighting=cfg.weighting, device=sampler_device,
-                    rank=self.dist.rank, world=self.dist.world)
+                    rank=self.dist.rank, world=self.dist.world, listeners_per_song=cfg.listeners_per_song)
             except ValueError as exc:
                 raise DcueError(str(exc)) from None
         self.autocast = autocast_factory(self.device, cfg.amp)
@@ -837,7 +838,19 @@ class Trainer:
             users, items = self.forward(crops, batch.users)
         users, items = users.float(), items.float()
         b = len(batch.users)
-        if cfg.shared_negatives:
+        if batch.pos_index is not None:  # song-grouped: S song crops, then the pool
+            n_songs = batch.batch_neg_mask.shape[1] if batch.batch_neg_mask is not None else int(
+                batch.pos_index.max()) + 1
+            song_vec, pool = items[:n_songs], items[n_songs:]
+            pos = cosine(users, song_vec[batch.pos_index].unsqueeze(1))[:, 0]
+            neg = cosine(users, pool.unsqueeze(0).expand(b, -1, -1))
+            mask = batch.neg_mask.float()
+            if batch.batch_neg_mask is not None:  # the batch's songs this user did not play
+                inb = cosine(users, song_vec.unsqueeze(0).expand(b, -1, -1))
+                neg = torch.cat([neg, inb], 1)
+                mask = torch.cat([mask, batch.batch_neg_mask.float()], 1)
+            pos_vec = None
+        elif cfg.shared_negatives:
             pos_vec, pool = items[:b], items[b:]
             pos = cosine(users, pos_vec.unsqueeze(1))[:, 0]
             neg = cosine(users, pool.unsqueeze(0).expand(b, -1, -1))
@@ -847,7 +860,7 @@ class Trainer:
             scores = cosine(users, items)
             pos, neg, mask = scores[:, 0], scores[:, 1:], None
             pos_vec = items[:, 0]
-        if batch.batch_neg_mask is not None:
+        if batch.batch_neg_mask is not None and pos_vec is not None:
             # the batch's other positives join the negatives (not the pair itself, nor songs the user played)
             inb = cosine(users, pos_vec.unsqueeze(0).expand(b, -1, -1))
             inb_mask = (batch.batch_neg_mask & ~torch.eye(b, dtype=torch.bool, device=inb.device)).float()

@@ -247,6 +247,37 @@ def test_shared_negatives_pool_masks_each_users_own_songs(toy):
     reader.close()
 
 
+def test_song_grouped_batches_share_each_songs_crop_among_its_listeners(toy):
+    import torch
+
+    data, sampler, reader = _sampler(toy, shared_negatives=True, negatives=10, in_batch=True, batch_size=12,
+                                     listeners_per_song=4)
+    played = set(zip(data.pair_users.tolist(), data.pair_items.tolist()))
+    assert sampler.crops_per_batch() == 3 + 10
+    seen = torch.zeros(len(data.pair_users))
+    for step in range(200):
+        b = sampler.batch(0, step)
+        assert b.crops.shape == (3 + 10, 32, N_MELS) and b.users.shape == (12,)
+        assert b.pos_index.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+        songs = [int(x) for x in sampler.pair_items[sampler._permutation(0)[
+            (step * 3 + torch.arange(3)) % sampler.n_pairs]]]
+        for user, k in zip(b.users.tolist(), b.pos_index.tolist()):
+            assert (user, songs[k]) in played  # every listener played the song of its crop
+        # the batch's songs are negatives exactly where the user did not play them
+        expected = [[(u, s) not in played for s in songs] for u in b.users.tolist()]
+        assert b.batch_neg_mask.tolist() == expected
+        key = torch.as_tensor(data.pair_users).long() * 10_000 + torch.as_tensor(data.pair_items).long()
+        for u, k in zip(b.users.tolist(), b.pos_index.tolist()):
+            seen[(key == u * 10_000 + songs[k]).nonzero()[0]] += 1
+    # pairs stay (roughly) equally likely: no pair is drawn far more often than the others
+    assert seen.sum() == 200 * 12 and seen.max() < 8 * seen.mean()
+    # the same (epoch, step) gives the same batch (resume)
+    assert torch.equal(sampler.batch(1, 5).users, sampler.batch(1, 5).users)
+    with pytest.raises(ValueError, match="needs shared negatives"):
+        _sampler(toy, listeners_per_song=2)
+    reader.close()
+
+
 def test_popularity_sampling_prefers_played_songs(toy):
     import torch
 
@@ -414,6 +445,12 @@ def test_objectives_and_options_run(toy, tmp_path):
                     "--lr", "0.003", "--no-batch-norm"))
     rows = read_log(tmp_path / "sm.log.tsv")
     assert math.isfinite(float(rows[0]["loss"])) and float(rows[0]["valid_auc"]) > 0
+    out = tmp_path / "grouped.pt"
+    invoke(toy_args(toy, out, "--epochs", "2", "--listeners-per-song", "4", "--batch-size", "32"))
+    rows = read_log(tmp_path / "grouped.log.tsv")
+    assert float(rows[-1]["valid_auc"]) > 0.7 and float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    r = invoke(toy_args(toy, out, "--listeners-per-song", "2", "--per-user-negatives"), expect=2)
+    assert "--listeners-per-song above 1 needs --shared-negatives" in r.stderr
     out = tmp_path / "none.pt"
     invoke(toy_args(toy, out, "--epochs", "1", "--cache", "none", "-j", "1", "--steps-per-epoch", "4",
                     "--per-user-negatives", "--no-in-batch-negatives"))

@@ -47,6 +47,10 @@ def _int_list(text, name):
 @click.option("--in-batch-negatives/--no-in-batch-negatives", default=True, show_default=True,
               help="The batch's other positives serve as negatives too (no extra crops; the hinge sum is scaled "
                    "to --negatives terms). The paper: --per-user-negatives --no-in-batch-negatives.")
+@click.option("--listeners-per-song", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Song-grouped batches: --batch-size pairs on batch/L songs, L listeners sharing each "
+                   "song's crop (L times the pairs per crop through the audio network; every pair stays "
+                   "equally likely). Needs --shared-negatives.")
 @click.option("--temperature", type=float, default=0.1, show_default=True, help="Softmax temperature.")
 @click.option("--weighting", type=click.Choice(["binary", "log"]), default="binary", show_default=True,
               help="binary: plays binarised (the paper); log: positives weighted by 1 + log(count).")
@@ -110,7 +114,7 @@ def _int_list(text, name):
 @plays_input_options
 @click.pass_context
 def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, negative_sampling,
-        shared_negatives, in_batch_negatives, temperature, weighting, batch_size, optimizer, lr, momentum,
+        shared_negatives, in_batch_negatives, listeners_per_song, temperature, weighting, batch_size, optimizer, lr, momentum,
         lr_decay, plateau_factor, plateau_patience, curves, weight_decay, epochs, steps_per_epoch, patience,
         conv_channels, conv_kernels, pool_sizes, embed_dim, user_embed_dim, user_hidden, crop_frames, batch_norm,
         no_centre_init, device, cache, jobs, compile_, no_amp, seed, resume, log_every, columns, header, skip_bad):
@@ -151,6 +155,9 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
         raise click.BadParameter("must be positive", param_hint="--temperature")
     if lr <= 0:
         raise click.BadParameter("must be positive", param_hint="--lr")
+    if listeners_per_song > 1 and not shared_negatives:
+        raise click.UsageError("--listeners-per-song above 1 needs --shared-negatives: with --per-user-negatives "
+                               "every pair has its own crops anyway.")
     layers = (_int_list(conv_channels, "--conv-channels"), _int_list(conv_kernels, "--conv-kernels"),
               _int_list(pool_sizes, "--pool-sizes"))
     model_overrides = dict(
@@ -161,7 +168,7 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
         raise click.UsageError("--conv-channels, --conv-kernels and --pool-sizes need one value per layer each.")
     workers = jobs if jobs is not None else 4
     cfg = TrainConfig(objective=objective, margin=margin, negatives=negatives, negative_sampling=negative_sampling,
-                      shared_negatives=shared_negatives,
+                      shared_negatives=shared_negatives, listeners_per_song=listeners_per_song,
                       in_batch_negatives=in_batch_negatives, temperature=temperature, weighting=weighting,
                       batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, lr_decay=lr_decay,
                       plateau_factor=plateau_factor, plateau_patience=plateau_patience,
