@@ -76,8 +76,10 @@ fi
 
 if have score && [ ${#models[@]} -gt 0 ]; then
   log "8. score: cold-start recommendation on the test songs (the paper's Table 1)"
+  plot=()  # the per-user AUC distributions and ROC curves, where matplotlib is installed
+  python -c 'import matplotlib' 2>/dev/null && plot=(--plot "$OUT/recommendation.png")
   $DCUE score "${models[@]}" "$data/truth.h5" --popularity --plays "$plays" --splits "$splits" \
-    --paper --json > "$OUT/recommendation.json"
+    --paper --json "${plot[@]}" > "$OUT/recommendation.json"
   echo "(truth.h5: the content ceiling, the generator's own style and tastes; WMF saw the test songs: an upper bound)" >&2
 fi
 if have autotag && [ ${#models[@]} -gt 0 ]; then

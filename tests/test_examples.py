@@ -288,3 +288,33 @@ def test_slurm_array_numbered_from_one_is_refused(recorder, tmp_path):
                         expect=1)
     assert "array task 4 but 4 shards: number the tasks 0..3 (sbatch --array=0-3)" in result.stderr
     assert calls() == []
+
+
+# ----------------------------------------------------------------------------- the demo
+
+DEMO_SH = REPO / "examples" / "demo.sh"
+TINY_TRAIN = ("--epochs 2 --steps-per-epoch 3 --batch-size 16 --negatives 4 --conv-channels 16,16 "
+              "--conv-kernels 4,4 --pool-sizes 4,4 --embed-dim 16 --user-embed-dim 16 --user-hidden 16")
+
+
+def test_demo_runs_the_whole_chain_and_caches_every_step(tmp_path):
+    """examples/demo.sh at a tiny size: synth -> melspec -> subset -> wmf -> train x2 -> embed ->
+    score -> autotag, the paper's tables at the end; a rerun redoes none of the cached steps."""
+    out = tmp_path / "demo"
+    env = {"OUT": out, "SONGS": 30, "USERS": 60, "CLIP_SECONDS": 3, "TRAIN_ARGS": TINY_TRAIN,
+           "DCUE": f"{sys.executable} -m dcue_cli"}  # not quiet: the tables are the point
+    result = run_script(DEMO_SH, env, cwd=tmp_path)
+    for name in ("data/truth.h5", "mels.h5", "subset/plays.tsv", "wmf.h5", "wmf_train.h5", "regress.pt",
+                 "dcue.pt", "dcue.log.tsv", "wmf_regression.h5", "dcue.h5", "recommendation.json",
+                 "autotagging.json"):
+        assert (out / name).is_file(), f"demo.sh did not write {name}"
+    if has_matplotlib():
+        assert (out / "recommendation.png").is_file() and (out / "dcue.curves.png").is_file()
+    report = json.loads((out / "recommendation.json").read_text())
+    assert [m["name"] for m in report["models"]] == [
+        "Popularity", "dcue", "wmf-regression", "WMF", "truth (audible style)"]
+    assert "paper (Lee et al. 2018, Table 1" in result.stderr and "Lee et al. 2018, Table 2" in result.stderr
+    again = run_script(DEMO_SH, env, cwd=tmp_path)
+    for name in ("data", "mels.h5", "subset"):
+        assert f"cached: {out / name}" in again.stderr
+    assert "parameters (audio" not in again.stderr  # no training ran again
