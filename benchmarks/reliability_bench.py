@@ -184,7 +184,7 @@ def main():
             make_score_inputs(workdir / "score", args.users, args.songs, args.per_user)
             print(f"(made the score inputs in {time.perf_counter() - t:.0f} s)", file=sys.stderr)
             s = workdir / "score"
-            for label, div in sizes.items():
+            for label in sizes:
                 plays = s / f"plays.{label}.tsv"
                 results[("score", label)] = run_measured(
                     ["score", s / "emb.h5", "--plays", plays, "--splits", s / "splits.tsv", "--threads", 2,
@@ -195,7 +195,7 @@ def main():
         print(f"reliability under load: {os.cpu_count()} cores, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         print(f"{'figure':<46}{'value':>11}{'reference':>11} {'':<4}{'ratio':>8}")
         if ("melspec", "full") in results:
-            (tf, own_f, kid_f), (th, own_h, _), (tt, own_t, kid_t) = (
+            (tf, own_f, kid_f), (_, own_h, _), (tt, own_t, kid_t) = (
                 results[("melspec", "full")], results[("melspec", "half")], results[("melspec", "tenth")])
             n, h, m = args.files, args.files // 2, args.files // 10
             row(f"melspec {n:,} files: peak RSS, main process", mb(own_f), mb(own_t),
@@ -205,7 +205,7 @@ def main():
                 note=f"({mb(own_h):.1f} MB at {h:,} files: start-up caches fill by then)")
             row("melspec: files per second", n / tf, m / tt, "/s")
         if ("score", "full") in results:
-            (tf, own_f, _), (th, own_h, _), (tt, own_t, _) = (results[("score", "full")], results[("score", "half")],
+            (tf, own_f, _), (_, own_h, _), (tt, own_t, _) = (results[("score", "full")], results[("score", "half")],
                                                              results[("score", "tenth")])
             n, h, m = args.users, args.users // 2, args.users // 10
             ranked = int(round(0.2 * args.songs))

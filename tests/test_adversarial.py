@@ -791,7 +791,7 @@ def test_an_output_in_a_read_only_folder_is_a_one_line_error(world, mels, hostil
     finally:
         os.chmod(locked, 0o755)
     text = error_line(result)
-    assert text.startswith(f"cannot ") and str(locked) in text, text
+    assert text.startswith("cannot ") and str(locked) in text, text
     assert ("no permission to write in" in text or "(Permission denied)" in text) and list(locked.iterdir()) == []
 
 

@@ -14,7 +14,7 @@ def read_tsv(path):
 def expected_subset(rows, n_songs, n_users):
     """The paper's selection, written plainly: top songs by plays, then top users by distinct songs."""
     totals = collections.Counter()
-    for user, song, count in rows:
+    for _user, song, count in rows:
         totals[song] += count
     songs = set(sorted(totals, key=lambda s: (-totals[s], s))[:n_songs])
     summed = collections.Counter()

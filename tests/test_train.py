@@ -7,7 +7,6 @@ learns it in seconds on a CPU, so the tests check learning, not just plumbing.
 
 import math
 import os
-import signal
 import subprocess
 import sys
 import time

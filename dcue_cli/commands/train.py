@@ -13,7 +13,7 @@ def _int_list(text, name):
     try:
         values = tuple(int(v) for v in str(text).split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"{text!r}: expected comma-separated integers, e.g. 128,256,256", param_hint=name)
+        raise click.BadParameter(f"{text!r}: expected comma-separated integers, e.g. 128,256,256", param_hint=name) from None
     if not values or min(values) < 1:
         raise click.BadParameter(f"{text!r}: expected positive integers", param_hint=name)
     return values
