@@ -8,10 +8,13 @@ Two sets of files (made once, cached in --workdir):
 For each set it measures:
   - decode-only: the same files read to float32 arrays by the same decoder (soundfile /
     libsndfile), the same first --max-seconds, one process, no features: the reference;
-  - `dcue melspec -j 1` and `-j 2`, as subprocesses, wall time from start to exit;
+  - `dcue melspec -j 1` and `-j 2`, as subprocesses, wall time from start to exit, CPU time of
+    the command and its workers, and the parent's own CPU per file while the workers compute
+    (from its -v log: with -j N on N cores the parent competes with the workers);
   - `dcue melspec` with nothing left to do (the fixed start-up cost, for reading the others).
 Targets (issue 3): -j 1 within 1.5x of decode-only; -j 2 at least 1.8x faster than -j 1.
-Timings are only meaningful on an otherwise idle machine: the load average is printed.
+Wall times are only meaningful on an otherwise idle machine (the load average is printed);
+CPU times per file hold up better under load.
 
     python benchmarks/melspec_bench.py
     python benchmarks/melspec_bench.py --songs 400 --copies 30 --workdir /tmp/melspec-bench
@@ -19,6 +22,7 @@ Timings are only meaningful on an otherwise idle machine: the load average is pr
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -106,13 +110,20 @@ def children_cpu():
     return usage.ru_utime + usage.ru_stime
 
 
+PARENT_CPU = re.compile(r"this process used [0-9.]+ s of CPU meanwhile \(([0-9.]+) ms a file\)")
+
+
 def melspec(folder, out, jobs, max_seconds, fresh=True):
-    args = ["-q", "melspec", folder, "-o", out, "-j", jobs, "--max-seconds", max_seconds]
+    """(wall s, CPU s of the command and its workers, the parent's CPU ms a file or None)."""
+    args = ["-v", "melspec", folder, "-o", out, "-j", jobs, "--max-seconds", max_seconds]
     if fresh:
         args.append("--overwrite")
     start, cpu = time.perf_counter(), children_cpu()
-    subprocess.run(dcue(*args), env=env(), check=True)
-    return time.perf_counter() - start, children_cpu() - cpu
+    run = subprocess.run(dcue(*args), env=env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True, errors="replace")
+    wall, cpu = time.perf_counter() - start, children_cpu() - cpu
+    parent = PARENT_CPU.search(run.stderr)
+    return wall, cpu, float(parent.group(1)) if parent else None
 
 
 def main():
@@ -141,25 +152,27 @@ def main():
         decode_only(files[:20], args.max_seconds)  # warm the page cache
         reference, reference_cpu, seconds = decode_only(files, args.max_seconds)
         out = workdir / f"{name.split()[0]}.h5"
-        j1, j1_cpu = melspec(folder, out, 1, args.max_seconds)
-        j2, j2_cpu = melspec(folder, out, 2, args.max_seconds)
-        idle, idle_cpu = melspec(folder, out, 1, args.max_seconds, fresh=False)
-        for label, wall, cpu in (("decode-only (reference)", reference, reference_cpu),
-                                 ("dcue melspec -j 1", j1, j1_cpu), ("dcue melspec -j 2", j2, j2_cpu),
-                                 ("  (fixed cost: nothing to do)", idle, idle_cpu)):
+        j1, j1_cpu, j1_parent = melspec(folder, out, 1, args.max_seconds)
+        j2, j2_cpu, j2_parent = melspec(folder, out, 2, args.max_seconds)
+        idle, idle_cpu, _ = melspec(folder, out, 1, args.max_seconds, fresh=False)
+        for label, wall, cpu, parent in (("decode-only (reference)", reference, reference_cpu, None),
+                                         ("dcue melspec -j 1", j1, j1_cpu, j1_parent),
+                                         ("dcue melspec -j 2", j2, j2_cpu, j2_parent),
+                                         ("  (fixed cost: nothing to do)", idle, idle_cpu, None)):
             rows.append((name, label, len(files), seconds, wall, seconds / wall, wall / reference, cpu,
-                         cpu / reference_cpu))
+                         cpu / reference_cpu, 1000 * cpu / len(files), parent))
         checks.append((name, j1 / reference, j1 / j2, j1_cpu / reference_cpu))
 
     print(f"load average before/after: {LOAD_BEFORE} / {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} cores")
     header = (f"{'set':<10} {'run':<30} {'files':>6} {'audio s':>8} {'wall s':>7} {'x realtime':>10} "
-              f"{'wall/decode':>11} {'cpu s':>7} {'cpu/decode':>10}")
+              f"{'wall/decode':>11} {'cpu s':>7} {'cpu/decode':>10} {'cpu ms/file':>11} {'parent ms/file':>14}")
     print(header)
     print("-" * len(header))
-    for name, label, n, seconds, wall, rate, ratio, cpu, cpu_ratio in rows:
+    for name, label, n, seconds, wall, rate, ratio, cpu, cpu_ratio, cpu_ms, parent in rows:
+        parent = f"{parent:.2f}" if parent is not None else "-"
         print(f"{name:<10} {label:<30} {n:>6} {seconds:>8.0f} {wall:>7.2f} {rate:>10.0f} {ratio:>11.2f} "
-              f"{cpu:>7.2f} {cpu_ratio:>10.2f}")
+              f"{cpu:>7.2f} {cpu_ratio:>10.2f} {cpu_ms:>11.2f} {parent:>14}")
     print()
     for name, ratio, speedup, cpu_ratio in checks:
         print(f"{name}: -j 1 wall / decode-only = {ratio:.2f} (target <= 1.5: {'met' if ratio <= 1.5 else 'NOT met'}; "

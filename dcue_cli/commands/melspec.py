@@ -1,85 +1,18 @@
 """`dcue melspec`: audio files to a log-mel HDF5 (the mels contract), fast, resumable, robust.
 
-The importable pieces (`gather_inputs`, `assign_ids`, `run_melspec`) do the work; `cli` only
-parses options. Features: `dcue_cli.features`; the file and its crash safety: `dcue_cli.io.mels`.
+This module only parses options; the work is `dcue_cli.melspec` (importable without click).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import signal
-import threading
 import time
-import zlib
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 import click
 
 from dcue_cli import log
-from dcue_cli.errors import DcueError
+from dcue_cli.melspec import check_config, run_melspec
 from dcue_cli.options import default_jobs, output_option
-
-
-# ---------------------------------------------------------------------------------------------
-# Inputs
-
-def _extensions():
-    from dcue_cli.features import AUDIO_EXTENSIONS
-
-    return AUDIO_EXTENSIONS
-
-
-def is_audio_name(path) -> bool:
-    return Path(path).suffix.lower().lstrip(".") in _extensions()
-
-
-def gather_inputs(sources) -> list:
-    """Audio paths from folders (searched recursively), audio files, path lists and '-' (stdin).
-
-    Hidden files and folders (names starting with '.', e.g. macOS '._x.mp3') are left out of
-    folder scans. Relative paths in a list are taken relative to the working directory, as
-    `find` prints them. The same path given twice counts once.
-    """
-    from dcue_cli.io.text import open_text
-
-    paths, seen = [], set()
-
-    def add(path):
-        key = os.path.abspath(path)
-        if key not in seen:
-            seen.add(key)
-            paths.append(path)
-
-    for source in sources:
-        source = str(source)
-        if source != "-" and os.path.isdir(source):
-            found = 0
-            for root, dirs, files in os.walk(source, followlinks=True):
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                for name in files:
-                    if not name.startswith(".") and is_audio_name(name):
-                        add(os.path.join(root, name))
-                        found += 1
-            if not found:
-                raise DcueError(f"{source} holds no audio files (looked for "
-                                f"{', '.join('.' + e for e in sorted(['mp3', 'ogg', 'opus', 'flac', 'wav']))} "
-                                f"and other formats libsndfile reads): check the folder.")
-        elif source != "-" and is_audio_name(source):
-            add(source)  # a single audio file; if it is missing it is listed as failed
-        else:
-            if source != "-" and not os.path.exists(source):
-                raise DcueError(f"{source} does not exist: give an audio folder, an audio file, "
-                                f"or a file listing audio paths one a line ('-' for stdin).")
-            with open_text(source) as stream:
-                for line in stream:
-                    line = line.strip()
-                    if line:
-                        add(line)
-    return paths
 
 
 def parse_shard(text: Optional[str]):
@@ -94,194 +27,6 @@ def parse_shard(text: Optional[str]):
         raise click.BadParameter(f"{text!r}: shards are numbered 1..N, e.g. 1/4 .. 4/4.")
     return k, n
 
-
-def in_shard(item_id: str, shard) -> bool:
-    """A stable hash of the id, so every machine agrees whatever paths its files have."""
-    if shard is None:
-        return True
-    k, n = shard
-    return zlib.crc32(item_id.encode("utf-8", "surrogateescape")) % n == k - 1
-
-
-@dataclass
-class Inputs:
-    ids: list  # sorted
-    paths: dict  # id -> path
-    failures: list = field(default_factory=list)  # (path, reason) decided without decoding
-
-
-def assign_ids(paths, id_map: Optional[dict] = None, id_map_name: str = "", shard=None) -> Inputs:
-    """Id of each path (its stem, or the stem's song id through `id_map`), checked and sorted.
-
-    Two paths with the same id are a DcueError naming both. Processing and output order is the
-    sorted ids, so nothing depends on folder order, -j or the machine.
-    """
-    by_id, failures = {}, []
-    for path in sorted(paths):  # sorted: the same error names the same two files every time
-        stem = Path(path).stem
-        item_id = stem
-        if id_map is not None:
-            entry = id_map.get(stem)
-            if entry is None:
-                failures.append((path, f"{stem} is not a track id in {id_map_name}"))
-                continue
-            item_id = entry[0]
-        try:
-            item_id.encode("utf-8")
-        except UnicodeEncodeError:
-            failures.append((path, "the file name is not valid UTF-8"))
-            continue
-        if not item_id:
-            failures.append((path, "empty id (the file name has no stem)"))
-            continue
-        if item_id in by_id:
-            via = f" (through {id_map_name})" if id_map is not None else ""
-            raise DcueError(f"two inputs have the same id {item_id!r}{via}: {by_id[item_id]} and {path}: "
-                            f"leave one of them out of the input.")
-        by_id[item_id] = path
-    ids = sorted(i for i in by_id if in_shard(i, shard))
-    return Inputs(ids=ids, paths={i: by_id[i] for i in ids}, failures=failures)
-
-
-# ---------------------------------------------------------------------------------------------
-# The run
-
-@dataclass
-class Report:
-    written: int = 0
-    present: int = 0  # skipped: already in the output or in an interrupted run's segments
-    failed: int = 0
-    audio_seconds: float = 0.0
-    wall_seconds: float = 0.0
-    n_items: int = 0  # in the output now
-    failures_path: Optional[str] = None
-    summary: dict = field(default_factory=dict)
-
-    def line(self, output) -> str:
-        rate = self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
-        failed = f"{self.failed} failed" + (f" (see {self.failures_path})" if self.failed else "")
-        return (f"melspec: {self.written} written, {self.present} skipped (already present), {failed}; "
-                f"{self.audio_seconds / 3600:.2f} audio hours in {self.wall_seconds:.1f} s "
-                f"({rate:.0f}x realtime); {output} holds {self.n_items} items.")
-
-
-def failures_path_for(output) -> str:
-    return f"{output}.failures.tsv"
-
-
-def write_failures(output, failures) -> Optional[str]:
-    """path<TAB>reason beside the output; a stale file from an earlier run is removed."""
-    from dcue_cli.io.atomic import open_text_output
-
-    path = failures_path_for(output)
-    if not failures:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        return None
-    with open_text_output(path) as stream:
-        for source, reason in sorted(failures):
-            clean = " ".join(str(reason).split())
-            stream.write(f"{source}\t{clean}\n")
-    return path
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM ends the run like Ctrl-C: the items done so far are committed first."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def run_melspec(sources, output, config, *, checks=None, id_map_path=None, jobs=1, device="cpu",
-                shard=None, overwrite=False, strict=False, checkpoint_seconds=30.0, batch_size=16) -> Report:
-    """Compute the mels of every input not yet in `output` and write it (see `dcue melspec -h`)."""
-    from dcue_cli.features import ClipChecks, extract_many, resolve_device
-    from dcue_cli.io.mels import MelsWriter
-    from dcue_cli.io.tsv import read_id_map
-
-    start = time.perf_counter()
-    checks = checks or ClipChecks()
-    device = resolve_device(device)
-    id_map = read_id_map(id_map_path) if id_map_path else None
-    inputs = assign_ids(gather_inputs(sources), id_map, os.path.basename(str(id_map_path or "")), shard)
-    if not inputs.ids and not inputs.failures:
-        raise DcueError("no input files" + (f" in shard {shard[0]}/{shard[1]}" if shard else "")
-                        + ": give an audio folder, audio files or a path list.")
-    if strict and inputs.failures:
-        path, reason = inputs.failures[0]
-        raise DcueError(f"{path}: {reason} (--strict stops at the first failure).")
-
-    report = Report()
-    failures = list(inputs.failures)
-    with _sigterm_as_interrupt(), MelsWriter(output, config.to_attrs(), checkpoint_seconds=checkpoint_seconds,
-                                             overwrite=overwrite) as writer:
-        todo = [i for i in inputs.ids if i not in writer.present]
-        report.present = len(inputs.ids) - len(todo)
-        if writer.resumed_items:
-            log.info(f"resuming: {writer.resumed_items} items kept from an interrupted run in {writer.partial}")
-        ready = time.perf_counter()
-        bar = log.progress(total=len(todo), desc="melspec", unit="file")
-        shown = 0.0
-        try:
-            outcomes = contextlib.closing(extract_many([inputs.paths[i] for i in todo], config, jobs=jobs,
-                                                       checks=checks, device=device, batch_size=batch_size,
-                                                       quiet_decoders=not log.logger.isEnabledFor(logging.DEBUG)))
-            with outcomes as stream:
-                for item_id, outcome in zip(todo, stream):
-                    if outcome.mel is not None:
-                        writer.append(item_id, outcome.mel)
-                        report.written += 1
-                        report.audio_seconds += outcome.seconds
-                    else:
-                        failures.append((inputs.paths[item_id], outcome.reason))
-                        if strict:
-                            raise DcueError(f"{inputs.paths[item_id]}: {outcome.reason} "
-                                            f"(--strict stops at the first failure).")
-                    bar.update(1)
-                    now = time.perf_counter()
-                    if now - shown > 0.5:
-                        shown = now
-                        rate = report.audio_seconds / max(now - start, 1e-9)
-                        bar.set_postfix_str(f"{report.audio_seconds / 3600:.2f} h audio, {rate:.0f}x realtime",
-                                            refresh=False)
-        except KeyboardInterrupt:
-            bar.close()
-            writer.commit()
-            log.warning(f"interrupted: the {writer.appended} items computed are kept in {writer.partial}; "
-                        f"rerun the same command to finish.")
-            raise
-        finally:
-            bar.close()
-        report.failed = len(failures)
-        if not writer.present:
-            writer.abandon()
-            report.failures_path = write_failures(output, failures)
-            raise DcueError(f"no input could be used ({report.failed} failed"
-                            + (f", see {report.failures_path}" if report.failures_path else "")
-                            + f"): {output} not written.")
-        log.debug(f"melspec: inputs and workers ready after {ready - start:.2f} s, computing took "
-                  f"{time.perf_counter() - ready:.2f} s")
-        finishing = time.perf_counter()
-        report.summary = writer.finish()
-        log.debug(f"melspec: assembling {output} took {time.perf_counter() - finishing:.2f} s")
-    report.n_items = report.summary["n_items"]
-    report.failures_path = write_failures(output, failures)
-    report.wall_seconds = time.perf_counter() - start
-    return report
-
-
-# ---------------------------------------------------------------------------------------------
-# The command
 
 @click.command("melspec")
 @click.argument("audio", nargs=-1, required=True, type=click.Path(allow_dash=True))
@@ -371,12 +116,9 @@ def cli(ctx, audio, output, id_map, sample_rate, n_fft, hop_length, n_mels, fmin
     try:
         config = FeatureConfig(sr=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin,
                                fmax=fmax, max_seconds=max_seconds, offset=offset, dtype=dtype)
+        check_config(config)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    if config.top_hz <= fmin or config.top_hz > sample_rate / 2:
-        raise click.UsageError(f"--fmin {fmin:g} / --fmax {fmax:g}: need fmin < fmax <= sr/2 ({sample_rate / 2:g}).")
-    if hop_length > n_fft:
-        raise click.UsageError(f"--hop-length {hop_length} is larger than --n-fft {n_fft}: frames would skip audio.")
     from dcue_cli.io.atomic import check_output_path
 
     check_output_path(output, "mels file")
