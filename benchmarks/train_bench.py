@@ -74,15 +74,17 @@ def ceiling(cfg_model, train_cfg, device, steps, warmup):
     """Forward+backward+step of the same model on random on-device tensors: crops/s."""
     import torch
 
-    from dcue_cli.model import DCUE, cosine, hinge_loss
+    from dcue_cli.model import DCUE, cosine, cosine_all, hinge_loss
     from dcue_cli.training import autocast_factory
 
     torch.manual_seed(0)
     model = DCUE(cfg_model).to(device)
     forward = torch.compile(model) if train_cfg.compile else model
     opt = torch.optim.SGD(model.parameters(), lr=train_cfg.lr, momentum=0.9, nesterov=True)
-    b, k = train_cfg.batch_size, train_cfg.negatives
-    n_crops = b + k if train_cfg.shared_negatives else b * (1 + k)
+    b, k, listeners = train_cfg.batch_size, train_cfg.negatives, train_cfg.listeners_per_song
+    songs = -(-b // listeners)  # song-grouped batches: `listeners` pairs per positive crop
+    n_crops = songs + k if train_cfg.shared_negatives else b * (1 + k)
+    pos_index = torch.arange(songs, device=device).repeat_interleave(listeners)[:b]
     crops = torch.randn(n_crops, cfg_model.crop_frames, cfg_model.n_mels, device=device)
     users = torch.randint(cfg_model.n_users, (b,), device=device)
     autocast = autocast_factory(device, train_cfg.amp)
@@ -94,15 +96,15 @@ def ceiling(cfg_model, train_cfg, device, steps, warmup):
             u, v = forward(crops, users)
         u, v = u.float(), v.float()
         if train_cfg.shared_negatives:
-            pos_vec = v[:b]
-            pos = cosine(u, pos_vec.unsqueeze(1))[:, 0]
-            neg = cosine(u, v[b:].unsqueeze(0).expand(b, -1, -1))
+            pos_vec = v[:songs]
+            pos = cosine(u, pos_vec[pos_index].unsqueeze(1))[:, 0]
+            neg = cosine_all(u, v[songs:])
         else:
             pos_vec = v.view(b, 1 + k, -1)[:, 0]
             s = cosine(u, v.view(b, 1 + k, -1))
             pos, neg = s[:, 0], s[:, 1:]
         if train_cfg.in_batch_negatives:
-            neg = torch.cat([neg, cosine(u, pos_vec.unsqueeze(0).expand(b, -1, -1))], 1)
+            neg = torch.cat([neg, cosine_all(u, pos_vec)], 1)
         loss = hinge_loss(pos, neg, 0.2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -151,6 +153,7 @@ def main():
     p.add_argument("--negatives", type=int, default=20)
     p.add_argument("--per-user-negatives", action="store_true", help="the paper's: --negatives songs per pair")
     p.add_argument("--no-in-batch-negatives", action="store_true")
+    p.add_argument("--listeners-per-song", type=int, default=1, help="song-grouped batches (dcue train's option)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast on CUDA")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--cache", default="auto")
@@ -171,6 +174,7 @@ def main():
     device = resolve_device(args.device)
     cfg = TrainConfig(batch_size=args.batch_size, negatives=args.negatives,
                       shared_negatives=not args.per_user_negatives, in_batch_negatives=not args.no_in_batch_negatives,
+                      listeners_per_song=args.listeners_per_song,
                       amp=args.bf16, compile=args.compile, cache=args.cache)
     model_cfg = ModelConfig(n_users=len(plays.user_ids))
     warm = max(3, args.steps // 4)
@@ -183,13 +187,15 @@ def main():
     precision = ("bf16" if args.bf16 and device.type == "cuda" else "fp32") + ("+compile" if args.compile else "")
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     ref = REFERENCE.get((device.type, args.batch_size if device.type == "cuda" else None, precision))
-    crops_per_pair = (1 + args.negatives / args.batch_size) if cfg.shared_negatives else 1 + args.negatives
+    songs = -(-args.batch_size // args.listeners_per_song)
+    crops_per_pair = (songs + args.negatives) / args.batch_size if cfg.shared_negatives else 1 + args.negatives
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"train_bench: {args.items:,} items x {args.frames:,} frames x 128 (float16), {len(plays):,} plays of "
           f"{args.users:,} users; built in {build_s:.0f} s")
     print(f"device {dev} ({card}), cache {cache_mode}, batch {args.batch_size}, "
           f"{'a shared pool of' if cfg.shared_negatives else 'per pair'} {args.negatives} negatives"
-          f"{' + in-batch' if cfg.in_batch_negatives else ''} "
+          f"{' + in-batch' if cfg.in_batch_negatives else ''}"
+          f"{f', {args.listeners_per_song} listeners a song' if args.listeners_per_song > 1 else ''} "
           f"({crops_per_pair:.2f} crops/pair), {precision}; load average {load:.2f}")
     print(f"{'figure':<34}{'crops/s':>12}{'reference':>14}{'ratio':>8}")
     print(f"{'compute-only ceiling (same run)':<34}{ceil:>12,.0f}{'':>14}{'':>8}")

@@ -826,7 +826,7 @@ class Trainer:
     def _loss(self, batch):
         import torch
 
-        from dcue_cli.model import cosine, hinge_loss, regression_loss, softmax_loss
+        from dcue_cli.model import cosine, cosine_all, hinge_loss, regression_loss, softmax_loss
 
         cfg = self.cfg
         ctx = self.autocast() if self.autocast else contextlib.nullcontext()
@@ -843,17 +843,17 @@ class Trainer:
                 batch.pos_index.max()) + 1
             song_vec, pool = items[:n_songs], items[n_songs:]
             pos = cosine(users, song_vec[batch.pos_index].unsqueeze(1))[:, 0]
-            neg = cosine(users, pool.unsqueeze(0).expand(b, -1, -1))
+            neg = cosine_all(users, pool)
             mask = batch.neg_mask.float()
             if batch.batch_neg_mask is not None:  # the batch's songs this user did not play
-                inb = cosine(users, song_vec.unsqueeze(0).expand(b, -1, -1))
+                inb = cosine_all(users, song_vec)
                 neg = torch.cat([neg, inb], 1)
                 mask = torch.cat([mask, batch.batch_neg_mask.float()], 1)
             pos_vec = None
         elif cfg.shared_negatives:
             pos_vec, pool = items[:b], items[b:]
             pos = cosine(users, pos_vec.unsqueeze(1))[:, 0]
-            neg = cosine(users, pool.unsqueeze(0).expand(b, -1, -1))
+            neg = cosine_all(users, pool)
             mask = batch.neg_mask.float()
         else:
             items = items.view(b, -1, items.shape[-1])
@@ -862,7 +862,7 @@ class Trainer:
             pos_vec = items[:, 0]
         if batch.batch_neg_mask is not None and pos_vec is not None:
             # the batch's other positives join the negatives (not the pair itself, nor songs the user played)
-            inb = cosine(users, pos_vec.unsqueeze(0).expand(b, -1, -1))
+            inb = cosine_all(users, pos_vec)
             inb_mask = (batch.batch_neg_mask & ~torch.eye(b, dtype=torch.bool, device=inb.device)).float()
             if mask is None:
                 mask = torch.ones_like(neg)

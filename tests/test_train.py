@@ -110,6 +110,16 @@ def test_default_architecture_is_the_papers():
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_cosine_all_is_every_users_cosine_with_every_item():
+    import torch
+
+    from dcue_cli.model import cosine, cosine_all
+
+    users, items = torch.randn(5, 7), torch.randn(3, 7)
+    expanded = cosine(users, items.unsqueeze(0).expand(5, -1, -1))
+    assert torch.allclose(cosine_all(users, items), expanded, atol=1e-6)
+
+
 def test_same_padding_matches_keras_for_even_kernels():
     import torch
 
