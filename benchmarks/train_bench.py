@@ -202,6 +202,7 @@ def main():
     print(f"{'  ceiling before / after':<34}{ceil_before:>12,.0f}{ceil_after:>14,.0f}{'':>8}")
     target = 0.7 if device.type == "cuda" else 0.8
     print(f"{'dcue train loop':<34}{real:>12,.0f}{ceil:>14,.0f}{real / ceil:>8.2f}   (target >= {target})")
+    print(f"{'  = training pairs/s':<34}{real / crops_per_pair:>12,.0f}   (what an epoch costs: crops/s / crops a pair)")
     if ref:
         print(f"{'ceiling vs issue reference':<34}{ceil:>12,.0f}{ref:>14,.0f}{ceil / ref:>8.2f}   (H200 / 2-core CPU)")
 

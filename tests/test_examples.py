@@ -302,6 +302,7 @@ def test_demo_runs_the_whole_chain_and_caches_every_step(tmp_path):
     score -> autotag, the paper's tables at the end; a rerun redoes none of the cached steps."""
     out = tmp_path / "demo"
     env = {"OUT": out, "SONGS": 30, "USERS": 60, "CLIP_SECONDS": 3, "TRAIN_ARGS": TINY_TRAIN,
+           "REGRESS_ARGS": TINY_TRAIN,
            "DCUE": f"{sys.executable} -m dcue_cli"}  # not quiet: the tables are the point
     result = run_script(DEMO_SH, env, cwd=tmp_path)
     for name in ("data/truth.h5", "mels.h5", "subset/plays.tsv", "wmf.h5", "wmf_train.h5", "regress.pt",
@@ -314,6 +315,10 @@ def test_demo_runs_the_whole_chain_and_caches_every_step(tmp_path):
     assert [m["name"] for m in report["models"]] == [
         "Popularity", "dcue", "wmf-regression", "WMF", "truth (audible style)"]
     assert "paper (Lee et al. 2018, Table 1" in result.stderr and "Lee et al. 2018, Table 2" in result.stderr
+    efficiency = re.search(r"^dcue +(\S+) +(\S+) +(\S+)$", result.stderr, re.M)  # AUC, E, G
+    auc = {m["name"]: m["metrics"]["auc"]["mean"] for m in report["models"]}
+    e = (auc["dcue"] - auc["Popularity"]) / (auc["truth (audible style)"] - auc["Popularity"])
+    assert efficiency and float(efficiency.group(2)) == pytest.approx(e, abs=0.006)
     again = run_script(DEMO_SH, env, cwd=tmp_path)
     for name in ("data", "mels.h5", "subset"):
         assert f"cached: {out / name}" in again.stderr
