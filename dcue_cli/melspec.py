@@ -190,21 +190,37 @@ def write_failures(output, failures) -> Optional[str]:
     return path
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM ends the run like Ctrl-C: the items done so far are committed first."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Interrupts:
+    """Ctrl-C and SIGTERM end the run between two items: the handler only records the request,
+    and the loop raises KeyboardInterrupt where it is safe. (Raised by the handler itself, it
+    can land inside a garbage-collection callback of h5py's, where Python prints it as
+    "Exception ignored" and the run goes on as if nothing happened.) A second signal raises at
+    once, for a user who will not wait for the item in flight."""
 
-    def handler(signum, frame):
-        raise KeyboardInterrupt
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self):
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup'd or backgrounded: keep ignoring
+                    self.previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
 
 
 def _strict_error(path, reason) -> DcueError:
@@ -235,7 +251,7 @@ def run_melspec(sources, output, config, *, checks=None, id_map_path=None, jobs=
 
     report = Report()
     failures = list(inputs.failures)
-    with _sigterm_as_interrupt(), MelsWriter(output, config.to_attrs(), checkpoint_seconds=checkpoint_seconds,
+    with _Interrupts() as interrupts, MelsWriter(output, config.to_attrs(), checkpoint_seconds=checkpoint_seconds,
                                              overwrite=overwrite) as writer:
         todo = [i for i in inputs.ids if i not in writer.present]
         report.present = len(inputs.ids) - len(todo)
@@ -261,6 +277,7 @@ def run_melspec(sources, output, config, *, checks=None, id_map_path=None, jobs=
                         if strict:
                             raise _strict_error(inputs.paths[item_id], outcome.reason)
                     bar.update(1)
+                    interrupts.check()
                     now = time.perf_counter()
                     if now - shown > 0.5:
                         shown = now

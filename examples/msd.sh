@@ -42,7 +42,9 @@ TRAIN=${TRAIN:-1}              # 0: no train/embed: score and autotag popularity
 EPOCHS=${EPOCHS:-}             # empty: dcue train's default
 BATCH_SIZE=${BATCH_SIZE:-}     # per process; empty: dcue train's default (on GPUs try 256 with LR 0.5)
 LR=${LR:-}                     # empty: dcue train's default
-TRAIN_ARGS=${TRAIN_ARGS:-}     # more `dcue train` options, split on spaces, e.g. "--shared-negatives --compile"
+TRAIN_ARGS=${TRAIN_ARGS:-}     # more `dcue train` options, split on spaces, e.g. "--compile"
+# DCUE's own options (after the others): song-grouped batches, the recipe measured in the README
+DCUE_ARGS=${DCUE_ARGS---batch-size 2048 --listeners-per-song 32}  # set empty for none
 AUTOTAG_ARGS=${AUTOTAG_ARGS:-} # more `dcue autotag` options, e.g. "--epochs 50"
 NGPUS=${NGPUS:-auto}           # processes for train; auto: the GPUs torch sees (CUDA_VISIBLE_DEVICES)
 STOP_AFTER=${STOP_AFTER:-}     # candidates, melspec, subset or wmf: stop after that step
@@ -203,7 +205,8 @@ if [ "$TRAIN" != 0 ]; then
   log "5. train: WMF+Regression (the audio network regresses the train songs' WMF factors)"
   train regress "$MELS" "$plays" "$splits" "$OUT/wmf_train.h5" -- --objective regress --target "$OUT/wmf_train.h5"
   log "5. train: DCUE (hinge loss on cosine relevance; $NGPUS GPUs)"
-  train dcue "$MELS" "$plays" "$splits" -- --objective hinge
+  read -r -a dcue_args <<< "$DCUE_ARGS"
+  train dcue "$MELS" "$plays" "$splits" -- --objective hinge "${dcue_args[@]}"
 
   log "6. embed: every song's vector from its audio, the cold test songs included"
   for pair in dcue:dcue regress:wmf_regression; do

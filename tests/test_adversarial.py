@@ -912,9 +912,21 @@ def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_run(kill_a
     assert not Path(f"{out}.partial").exists() and out.read_bytes() != before
 
 
+@pytest.fixture(scope="module")
+def many_audio(tmp_path_factory):
+    """80 short files: enough work left after the first segments for a signal to land mid-run."""
+    root = tmp_path_factory.mktemp("many")
+    (root / "audio").mkdir()
+    for k in range(80):
+        sf.write(root / "audio" / f"TR{k:03d}.wav", tone(3.0, freq=110.0 + 9 * k), SR)
+    reference = root / "reference.h5"
+    invoke(["melspec", root / "audio", "-o", reference, "-j", "0"])
+    return root, reference
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_sigint_and_sigterm_keep_what_is_done_and_exit_cleanly(kill_audio, tmp_path, sig):
-    root, _, reference = kill_audio
+def test_sigint_and_sigterm_keep_what_is_done_and_exit_cleanly(many_audio, tmp_path, sig):
+    root, reference = many_audio
     out = tmp_path / "out.h5"
     command = _melspec_command(root / "audio", out)
     command.remove("-q")

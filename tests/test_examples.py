@@ -24,7 +24,7 @@ SLURM = REPO / "examples" / "msd_melspec.slurm"
 BIN = Path(sys.executable).parent
 DCUE = f"{sys.executable} -m dcue_cli -q"
 TINY_TRAINING = {"EPOCHS": "1", "BATCH_SIZE": "8", "TRAIN_ARGS": "--steps-per-epoch 2",
-                 "AUTOTAG_ARGS": "--epochs 3"}
+                 "DCUE_ARGS": "--listeners-per-song 4", "AUTOTAG_ARGS": "--epochs 3"}
 MISMATCHED = 2  # songs listed in the fake sid_mismatches.txt
 
 
