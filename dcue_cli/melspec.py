@@ -213,8 +213,8 @@ class _Interrupts:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup'd or backgrounded: keep ignoring
-                    self.previous[sig] = signal.signal(sig, self._handler)
+                if not (sig == signal.SIGINT and signal.getsignal(sig) is signal.SIG_IGN):  # started in the
+                    self.previous[sig] = signal.signal(sig, self._handler)  # background: Ctrl-C is not ours
         return self
 
     def __exit__(self, *exc):

@@ -901,7 +901,8 @@ class Trainer:
         previous = {}
         if _in_main_thread():  # Ctrl-C, and SIGTERM (kill, a scheduler's time limit), end it cleanly
             for name in ("SIGINT", "SIGTERM"):
-                if hasattr(signal, name):
+                if hasattr(signal, name) and not (name == "SIGINT" and signal.getsignal(signal.SIGINT) is
+                                                  signal.SIG_IGN):  # started in the background: not ours
                     previous[name] = signal.signal(getattr(signal, name), self.request_stop)
         rate, stopped_early = 0.0, False
         workers = cfg.workers if self.cache_mode == "none" else 0

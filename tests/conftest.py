@@ -33,6 +33,24 @@ def invoke(args, input=None, expect=0):
     return result
 
 
+def error_line(result) -> str:
+    """The message of a failed run: stderr must end in exactly one `Error: ...` line."""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: "), result.stderr
+    assert sum(line.startswith("Error: ") for line in lines) == 1, result.stderr
+    return lines[-1][len("Error: "):]
+
+
+def interruptible():
+    """Popen(preexec_fn=...): SIGINT as from a terminal. A run started in the background by a
+    non-interactive shell (a CI job, `cmd &`) inherits SIGINT ignored, and dcue, like every
+    Unix tool, then leaves Ctrl-C alone; the tests that send it want the foreground case."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def cli_invoke():
     return invoke

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REPO, invoke
+from conftest import REPO, error_line, interruptible, invoke
 from dcue_cli.io.embeddings import Embeddings, read_embeddings, write_embeddings
 from dcue_cli.io.mels import MelsFile, MelsWriter
 
@@ -53,15 +53,6 @@ ROOT = _permissions_are_ignored()
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def error_line(result) -> str:
-    """The message of a failed run: stderr must end in exactly one `Error: ...` line."""
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("Error: "), result.stderr
-    assert sum(line.startswith("Error: ") for line in lines) == 1, result.stderr
-    return lines[-1][len("Error: "):]
 
 
 def invoke_any(args, input=None):
@@ -930,7 +921,8 @@ def test_sigint_and_sigterm_keep_what_is_done_and_exit_cleanly(many_audio, tmp_p
     out = tmp_path / "out.h5"
     command = _melspec_command(root / "audio", out)
     command.remove("-q")
-    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
     partial = Path(f"{out}.partial")
     deadline = time.monotonic() + 60
     while len(list(partial.glob("seg-*.h5"))) < 3 and proc.poll() is None and time.monotonic() < deadline:

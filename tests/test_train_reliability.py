@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, invoke
+from conftest import REPO, error_line, interruptible, invoke
 from test_train import make_toy, toy_args
 
 
@@ -26,14 +26,6 @@ def model(toy, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "model.pt"
     invoke(toy_args(toy, out, "--epochs", "1", "--steps-per-epoch", "2", "--patience", "0"))
     return out
-
-
-def error_line(result) -> str:
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("Error: "), result.stderr
-    assert sum(line.startswith("Error: ") for line in lines) == 1, result.stderr
-    return lines[-1][len("Error: "):]
 
 
 class _Touch:
@@ -138,7 +130,7 @@ def test_sigint_and_sigterm_save_and_exit_cleanly(toy, tmp_path, sig):
     out = tmp_path / "model.pt"
     args = [str(a) for a in toy_args(toy, out, "--epochs", "1000", "--patience", "0", "--log-every", "1")]
     proc = subprocess.Popen([sys.executable, "-m", "dcue_cli", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     log_file = out.with_name("model.log.tsv")
     deadline = time.time() + 120
     while time.time() < deadline and not (log_file.exists() and len(log_file.read_text().splitlines()) > 3):
