@@ -939,6 +939,25 @@ def test_sigint_and_sigterm_keep_what_is_done_and_exit_cleanly(many_audio, tmp_p
     assert filecmp.cmp(out, reference, shallow=False)
 
 
+def test_a_run_started_with_sigint_ignored_leaves_ctrl_c_alone(many_audio, tmp_path):
+    """Started in the background by a non-interactive shell (`cmd &`), as Unix tools do."""
+    import signal as signals
+
+    root, reference = many_audio
+    out = tmp_path / "out.h5"
+    proc = subprocess.Popen(_melspec_command(root / "audio", out), env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signals.signal(signals.SIGINT, signals.SIG_IGN))
+    partial = Path(f"{out}.partial")
+    deadline = time.monotonic() + 60
+    while len(list(partial.glob("seg-*.h5"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signals.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert filecmp.cmp(out, reference, shallow=False)
+
+
 def test_a_second_melspec_on_the_same_output_is_refused(kill_audio, tmp_path):
     root, base, _ = kill_audio
     out = tmp_path / "out.h5"
