@@ -111,8 +111,8 @@ def main():
     with open(os.path.join(args.out, "train_triplets.txt"), "w") as f:
         for u in range(args.users):
             gumbel = logits[u] - np.log(-np.log(rng.random(args.songs)))
-            for i in np.argsort(-gumbel)[:activity[u]]:
-                f.write(f"LISTENER{u:05d}\t{ids[i]}\t{1 + rng.geometric(0.4)}\n")
+            f.writelines(f"LISTENER{u:05d}\t{ids[i]}\t{1 + rng.geometric(0.4)}\n"
+                         for i in np.argsort(-gumbel)[:activity[u]])
     write_embeddings(os.path.join(args.out, "truth.h5"), Embeddings(
         np.array(ids, dtype=object), style.astype(np.float32),
         np.array([f"LISTENER{u:05d}" for u in range(args.users)], dtype=object),

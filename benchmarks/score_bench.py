@@ -91,7 +91,12 @@ def main():
         huge_child(args.huge_users, args.huge_items)
         return
 
-    from dcue_cli.metrics import bootstrap_means, evaluate, metric_names, percentile_interval
+    from dcue_cli.metrics import (
+        bootstrap_means,
+        evaluate,
+        metric_names,
+        percentile_interval,
+    )
 
     u, v, positives = make(args.users, args.items)
     ks = (10, 50, 100)

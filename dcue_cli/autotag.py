@@ -13,8 +13,8 @@ well the vectors encode what listeners call the music. No click in here:
 """
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -83,7 +83,7 @@ def read_hetrec_tags(tagged_path, names_path, *, min_weight: float = 0.0):
     """
     names = read_hetrec_tag_names(names_path)
     tagged_name = display_name(tagged_path)
-    users: Dict[tuple, set] = {}
+    users: dict[tuple, set] = {}
     rows = iter_rows(tagged_path, min_fields=3, what="HetRec user_taggedartists file (userID, artistID, tagID, ...)",
                      looks_like_header=lambda f: not f[0].strip().isdigit())
     for lineno, fields in rows:
@@ -113,7 +113,7 @@ class TagDataset:
     """The items that take part, their labels over the top tags, and their splits."""
 
     item_ids: np.ndarray  # (N,) object str
-    tags: List[str]  # (T,) most used first
+    tags: list[str]  # (T,) most used first
     labels: np.ndarray  # (N, T) bool
     split: np.ndarray  # (N,) object: train | valid | test
     stats: dict = field(default_factory=dict)  # what was left out and why, for logs and JSON
@@ -158,7 +158,7 @@ def prepare_dataset(
     tag_names: Sequence[str],
     vector_items: Sequence[str],
     *,
-    splits: Optional[dict] = None,
+    splits: dict | None = None,
     top: int = 50,
     fractions=DEFAULT_FRACTIONS,
     seed: int = 0,
@@ -178,7 +178,7 @@ def prepare_dataset(
 
     pairs = pd.DataFrame({"item": pd.Series(tag_items, dtype=object), "tag": pd.Series(tag_names, dtype=object)})
     pairs = pairs.drop_duplicates(ignore_index=True)
-    stats = {"tag_rows": int(len(pairs)), "tagged_items": int(pairs["item"].nunique())}
+    stats = {"tag_rows": len(pairs), "tagged_items": int(pairs["item"].nunique())}
 
     has_vector = pairs["item"].isin(set(vector_items))
     stats["tag_rows_without_vector"] = int((~has_vector).sum())
@@ -221,7 +221,7 @@ def prepare_dataset(
     else:
         chosen = splits
     split = np.array([chosen[item] for item in items], dtype=object)
-    stats["items"] = int(len(items))
+    stats["items"] = len(items)
     for name in SPLITS:
         stats[name] = int((split == name).sum())
     stats["split_source"] = "random" if splits is None else "file"
@@ -404,7 +404,7 @@ def _train_tagger(x_train, y_train, x_valid, y_valid, config: TaggerConfig) -> T
     generator = torch.Generator().manual_seed(config.seed)
     device = config.device
     mean, std = standardiser(x_train)
-    to = lambda a, dtype=torch.float32: torch.as_tensor(np.asarray(a), dtype=dtype).to(device)  # noqa: E731
+    to = lambda a, dtype=torch.float32: torch.as_tensor(np.asarray(a), dtype=dtype).to(device)
     xt, yt = to((x_train - mean) / std), to(y_train)
     xv, yv = to((x_valid - mean) / std), to(y_valid)
 
@@ -487,14 +487,14 @@ class TagResult:
     best_epoch: int
     epochs_run: int
     best_valid: float  # the monitored valid value (loss or mean AUC) at best_epoch
-    tagger: Optional[Tagger] = None
+    tagger: Tagger | None = None
 
     @property
-    def paper_auc(self) -> Optional[float]:
+    def paper_auc(self) -> float | None:
         return PAPER_AUC.get(self.source)
 
     def to_json(self, tags: Sequence[str]) -> dict:
-        clean = lambda v: None if v is None or np.isnan(v) else round(float(v), 6)  # noqa: E731
+        clean = lambda v: None if v is None or np.isnan(v) else round(float(v), 6)
         return {
             "name": self.name, "path": self.path, "source": self.source, "dim": self.dim,
             "auc": clean(self.auc), "map": clean(self.mean_ap),
@@ -514,7 +514,7 @@ def item_vectors(emb, items: Sequence[str]) -> np.ndarray:
     return emb.item_vectors[[index[item] for item in items]]
 
 
-def evaluate(emb, data: TagDataset, config: TaggerConfig, name: Optional[str] = None) -> TagResult:
+def evaluate(emb, data: TagDataset, config: TaggerConfig, name: str | None = None) -> TagResult:
     """Train a tagger on `emb`'s vectors of the train items, early-stopped on the valid ones,
     and measure per-tag AUC and AP on the test items."""
     x = item_vectors(emb, data.item_ids)

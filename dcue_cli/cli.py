@@ -8,8 +8,7 @@ import importlib
 
 import click
 
-from dcue_cli import __version__
-from dcue_cli import log
+from dcue_cli import __version__, log
 
 # name -> module under dcue_cli.commands; each module defines a click command named `cli`.
 COMMANDS = {

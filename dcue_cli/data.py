@@ -15,7 +15,6 @@ Everything here is torch on whichever device it is given; no click, no logging o
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 import torch
@@ -123,8 +122,8 @@ class TrainingData:
 
     def fingerprint(self) -> dict:
         """What a resumed run checks it is given the same data."""
-        return {"n_pairs": int(len(self.pair_users)), "n_users": int(self.n_users),
-                "n_train_items": int(len(self.train_items)), "n_valid_items": int(len(self.valid_items))}
+        return {"n_pairs": len(self.pair_users), "n_users": int(self.n_users),
+                "n_train_items": len(self.train_items), "n_valid_items": len(self.valid_items)}
 
 
 def load_training_data(mel_ids, lengths, plays, splits: dict, *, mels_name="mels", plays_name="plays",
@@ -385,19 +384,19 @@ class _Seeded:
 
 @dataclass
 class Batch:
-    users: Optional[torch.Tensor]  # (B,)
+    users: torch.Tensor | None  # (B,)
     crops: torch.Tensor  # (B, K, crop, n_mels): positive then negatives; or (B + P, crop, n_mels) shared
     weights: torch.Tensor  # (B,) per-pair loss weight (1 when binarised)
-    neg_mask: Optional[torch.Tensor] = None  # (B, P) shared pool: which pool songs are negatives
-    batch_neg_mask: Optional[torch.Tensor] = None  # (B, B) softmax: other positives usable as negatives
-    targets: Optional[torch.Tensor] = None  # (B, d) regression targets
+    neg_mask: torch.Tensor | None = None  # (B, P) shared pool: which pool songs are negatives
+    batch_neg_mask: torch.Tensor | None = None  # (B, B) softmax: other positives usable as negatives
+    targets: torch.Tensor | None = None  # (B, d) regression targets
     n_crops: int = 0
     # song-grouped batches: the S positive songs' crops come first, pair i's is pos_index[i];
     # batch_neg_mask is then (B, S): which of the batch's songs each user has not played
-    pos_index: Optional[torch.Tensor] = None
+    pos_index: torch.Tensor | None = None
 
     def to(self, device, non_blocking=False) -> "Batch":
-        move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
+        move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)
         return Batch(move(self.users), move(self.crops), move(self.weights), move(self.neg_mask),
                      move(self.batch_neg_mask), move(self.targets), self.n_crops, move(self.pos_index))
 

@@ -15,7 +15,6 @@ User vectors:
   draws plays.
 """
 
-from typing import Optional
 
 import numpy as np
 
@@ -54,8 +53,13 @@ def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 102
     """Compute the embeddings; returns a `dcue_cli.io.embeddings.Embeddings` (not yet written)."""
     from dcue_cli.data import MelCache, MelsReader, Normaliser, item_vectors
     from dcue_cli.io.embeddings import Embeddings
-    from dcue_cli.training import (autocast_factory, configure_backends, load_checkpoint, model_from_checkpoint,
-                                   resolve_device)
+    from dcue_cli.training import (
+        autocast_factory,
+        configure_backends,
+        load_checkpoint,
+        model_from_checkpoint,
+        resolve_device,
+    )
 
     dev = resolve_device(device)
     configure_backends(dev)
@@ -119,7 +123,7 @@ def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 102
                       similarity=ckpt.get("similarity", "cosine"), attrs=attrs)
 
 
-def user_vectors_of(model, n_users: int, device) -> Optional[np.ndarray]:
+def user_vectors_of(model, n_users: int, device) -> np.ndarray | None:
     import torch
 
     if model.user is None:

@@ -12,14 +12,20 @@ task (items or users without a vector are flagged, never silently dropped); `sco
 evaluates several models on one task with paired statistics. No I/O here but logging.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import numpy as np
 
 from dcue_cli import log
 from dcue_cli.errors import DcueError
-from dcue_cli.metrics import bootstrap_means, evaluate, metric_names, percentile_interval, wilcoxon_p
+from dcue_cli.metrics import (
+    bootstrap_means,
+    evaluate,
+    metric_names,
+    percentile_interval,
+    wilcoxon_p,
+)
 
 PAPER_TABLE1 = (("Popularity", 0.7059), ("WMF", 0.9302), ("WMF+Regression", 0.6967), ("DCUE", 0.7914))
 
@@ -311,8 +317,8 @@ def handle_missing(task: Task, models: Sequence[Model], policy: str = "penalize"
 
 
 def score_models(task: Task, models: Sequence[Model], ks: Sequence[int] = (10,), *, n_boot: int = 1000,
-                 level: float = 0.95, seed: int = 0, threads: Optional[int] = None,
-                 missing_counts: Optional[list] = None, progress: bool = True):
+                 level: float = 0.95, seed: int = 0, threads: int | None = None,
+                 missing_counts: list | None = None, progress: bool = True):
     """Evaluate every model on the task; bootstrap intervals; paired tests against the first.
 
     Returns (report, per_user): report is a JSON-ready dict; per_user has the evaluated users'

@@ -13,7 +13,6 @@ thread-pool advice, its progress bar) are handled here so that a user sees only 
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -32,7 +31,7 @@ class WmfConfig:
     confidence: str = "linear"
     epsilon: float = 1.0
     seed: int = 0
-    threads: Optional[int] = None  # CPU threads (None: all usable cores)
+    threads: int | None = None  # CPU threads (None: all usable cores)
     device: str = "auto"  # auto, cpu, cuda, cuda:0
 
     def attrs(self) -> dict:
@@ -88,7 +87,7 @@ def _usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def fit_wmf(counts, config: Optional[WmfConfig] = None, show_progress: bool = True):
+def fit_wmf(counts, config: WmfConfig | None = None, show_progress: bool = True):
     """Fit WMF to a users x items sparse matrix of play counts.
 
     Returns (user_factors (U, f) float32, item_factors (I, f) float32, info dict with the
@@ -151,7 +150,7 @@ def fit_wmf(counts, config: Optional[WmfConfig] = None, show_progress: bool = Tr
     return users, items, {"device": device, "threads": threads if device == "cpu" else None, "seconds": seconds}
 
 
-def select_items_for_fit(plays, splits: Optional[dict], fit_on: str):
+def select_items_for_fit(plays, splits: dict | None, fit_on: str):
     """The plays WMF is fitted on: all of them, or only those of the train songs.
 
     Returns (plays, note) where note says what was left out (for the log).

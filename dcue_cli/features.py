@@ -19,8 +19,9 @@ import contextlib
 import math
 import os
 import signal
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
-from typing import Iterator, NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class FeatureConfig:
         return asdict(self)
 
     @classmethod
-    def from_attrs(cls, attrs: dict) -> "FeatureConfig":
+    def from_attrs(cls, attrs: dict) -> FeatureConfig:
         known = {k: attrs[k] for k in cls.__dataclass_fields__ if k in attrs}
         return replace(cls(), **known)
 
@@ -84,9 +85,9 @@ class FeatureConfig:
 class Outcome(NamedTuple):
     """One input's result: the stored-dtype mel, or the reason it was skipped."""
 
-    mel: Optional[np.ndarray]
+    mel: np.ndarray | None
     seconds: float  # audio seconds used (after --offset, at most --max-seconds)
-    reason: Optional[str] = None
+    reason: str | None = None
 
 
 class AudioError(Exception):
@@ -252,7 +253,7 @@ def _libsndfile_reason(exc) -> str:
     return text.rstrip(".")
 
 
-def check_clip(y: np.ndarray, config: FeatureConfig, checks: ClipChecks) -> Optional[str]:
+def check_clip(y: np.ndarray, config: FeatureConfig, checks: ClipChecks) -> str | None:
     """The reason a decoded clip is unusable, or None."""
     seconds = len(y) / config.sr
     if seconds < checks.min_seconds:

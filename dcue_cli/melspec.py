@@ -22,7 +22,6 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from dcue_cli import log
 from dcue_cli.errors import DcueError
@@ -104,7 +103,7 @@ class Inputs:
     failures: list = field(default_factory=list)  # (path, reason) decided without decoding
 
 
-def assign_ids(paths, id_map: Optional[dict] = None, id_map_name: str = "", shard=None) -> Inputs:
+def assign_ids(paths, id_map: dict | None = None, id_map_name: str = "", shard=None) -> Inputs:
     """Id of each path (its stem, or the stem's song id through `id_map`), checked and sorted.
 
     Two paths with the same id are a DcueError naming both. Processing and output order is the
@@ -159,7 +158,7 @@ class Report:
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     n_items: int = 0  # in the output now
-    failures_path: Optional[str] = None
+    failures_path: str | None = None
     summary: dict = field(default_factory=dict)
 
     def line(self, output) -> str:
@@ -174,7 +173,7 @@ def failures_path_for(output) -> str:
     return f"{output}.failures.tsv"
 
 
-def write_failures(output, failures) -> Optional[str]:
+def write_failures(output, failures) -> str | None:
     """path<TAB>reason beside the output; a stale file from an earlier run is removed."""
     from dcue_cli.io.atomic import open_text_output
 
@@ -234,7 +233,9 @@ def run_melspec(sources, output, config, *, checks=None, id_map_path=None, jobs=
     sources: folders, audio files, path lists or '-'; config: a FeatureConfig; checks: a
     ClipChecks; jobs: worker processes (0: in this process); shard: (K, N) or None.
     """
-    from dcue_cli import features  # features.extract_many looked up at call time (tests replace it)
+    from dcue_cli import (
+        features,  # features.extract_many looked up at call time (tests replace it)
+    )
     from dcue_cli.io.mels import MelsWriter
     from dcue_cli.io.tsv import read_id_map
 

@@ -17,7 +17,7 @@ The one idea behind the speed: sort each user's score row once; then for every p
 a binary search in its row gives how many candidates score below it and how many the same. AUC, and the expected rank-based metrics, follow in closed form from those counts.
 """
 
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -214,10 +214,10 @@ def evaluate(
     ks: Sequence[int] = (10,),
     *,
     exclude=None,
-    missing_items: Optional[np.ndarray] = None,
-    missing_users: Optional[np.ndarray] = None,
+    missing_items: np.ndarray | None = None,
+    missing_users: np.ndarray | None = None,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
-    threads: Optional[int] = None,
+    threads: int | None = None,
     progress: bool = False,
 ) -> dict:
     """Rank items for every user from vectors and measure it against the positives, in chunks.
@@ -317,7 +317,7 @@ def evaluate(
         "per_user": per_user,
         "evaluated": evaluated,
         "n_users": int(evaluated.sum()),
-        "n_items": int(len(cols)),
+        "n_items": len(cols),
         "n_positives": np.diff(pos.indptr).astype(np.int64),
         "n_candidates": n_cand,
     }

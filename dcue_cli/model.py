@@ -21,7 +21,6 @@ output biases are then centred on data (`centre_outputs_`).
 """
 
 from dataclasses import asdict, dataclass, fields
-from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -35,12 +34,12 @@ class ModelConfig:
     n_users: int = 0  # 0: no user side (the WMF+Regression model is audio only)
     n_mels: int = 128
     crop_frames: int = 130  # 3 s at 22050 Hz, hop 512
-    conv_channels: Tuple[int, ...] = (128, 256, 256, 256, 256)
-    conv_kernels: Tuple[int, ...] = (4, 4, 4, 2, 1)
-    pool_sizes: Tuple[int, ...] = (4, 4, 4, 2, 1)  # 1 = no pooling after that layer
+    conv_channels: tuple[int, ...] = (128, 256, 256, 256, 256)
+    conv_kernels: tuple[int, ...] = (4, 4, 4, 2, 1)
+    pool_sizes: tuple[int, ...] = (4, 4, 4, 2, 1)  # 1 = no pooling after that layer
     embed_dim: int = 256
     user_embed_dim: int = 300
-    user_hidden: Tuple[int, ...] = (300,)
+    user_hidden: tuple[int, ...] = (300,)
     batch_norm: bool = True
     # std of the user lookup's initial N(0, std) entries. Keras' uniform(±0.05), the authors',
     # makes user vectors so short that the cosine's gradient (∝ 1/|u|) first drives the shared
@@ -133,7 +132,7 @@ class DCUE(nn.Module):
         if self.user is not None and cfg.user_init_std > 0:
             nn.init.normal_(self.user.embedding.weight, 0.0, cfg.user_init_std)
 
-    def forward(self, crops: torch.Tensor, users: Optional[torch.Tensor] = None):
+    def forward(self, crops: torch.Tensor, users: torch.Tensor | None = None):
         items = self.audio(crops)
         if users is None or self.user is None:
             return items
@@ -198,7 +197,7 @@ def cosine_all(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 
 
 def hinge_loss(pos: torch.Tensor, neg: torch.Tensor, margin: float,
-               neg_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+               neg_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Σ over negatives of max(0, margin − R(u,i⁺) + R(u,i⁻)), per pair: pos (B,), neg (B, K)."""
     terms = torch.clamp(margin - pos.unsqueeze(1) + neg, min=0)
     if neg_mask is not None:
@@ -207,7 +206,7 @@ def hinge_loss(pos: torch.Tensor, neg: torch.Tensor, margin: float,
 
 
 def softmax_loss(pos: torch.Tensor, neg: torch.Tensor, temperature: float,
-                 neg_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                 neg_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Sampled softmax / InfoNCE: −log softmax of the positive among itself and the negatives."""
     logits = torch.cat([pos.unsqueeze(1), neg], dim=1) / temperature
     if neg_mask is not None:

@@ -1,6 +1,5 @@
 """Ad-hoc look-ups in an embeddings file: a user's top items, an item's nearest items."""
 
-from typing import Optional
 
 import numpy as np
 
@@ -25,7 +24,7 @@ def _unknown(kind: str, value: str, ids, path: str) -> DcueError:
     return DcueError(f"{kind} {value!r} is not in {path} ({len(ids):,} {kind}s, e.g. {examples}): check the id.")
 
 
-def _allowed_mask(emb, allowed: Optional[set]) -> np.ndarray:
+def _allowed_mask(emb, allowed: set | None) -> np.ndarray:
     if allowed is None:
         return np.ones(len(emb.item_ids), bool)
     return np.fromiter((i in allowed for i in emb.item_ids), bool, len(emb.item_ids))
@@ -40,7 +39,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.where(norms > 0, norms, 1)
 
 
-def recommend(emb, user_id: str, k: int = 10, exclude: Optional[set] = None, allowed: Optional[set] = None):
+def recommend(emb, user_id: str, k: int = 10, exclude: set | None = None, allowed: set | None = None):
     """The k best items for a user as [(rank, item_id, score)], by the file's similarity.
 
     exclude: items not to recommend (e.g. the user's plays); allowed: only these items.
@@ -61,7 +60,7 @@ def recommend(emb, user_id: str, k: int = 10, exclude: Optional[set] = None, all
     return _ranked(emb, scores, keep, k)
 
 
-def similar_items(emb, item_id: str, k: int = 10, allowed: Optional[set] = None):
+def similar_items(emb, item_id: str, k: int = 10, allowed: set | None = None):
     """The k items nearest to an item (itself left out) as [(rank, item_id, score)]."""
     row = emb.item_index().get(item_id)
     if row is None:

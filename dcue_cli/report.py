@@ -29,7 +29,7 @@ def _p_text(p: float) -> str:
 
 def _table(header, rows) -> list:
     widths = [max(len(str(r[c])) for r in [header] + rows) for c in range(len(header))]
-    fmt = lambda r: "  ".join(str(v).ljust(w) if c == 0 else str(v).rjust(w)  # noqa: E731
+    fmt = lambda r: "  ".join(str(v).ljust(w) if c == 0 else str(v).rjust(w)
                               for c, (v, w) in enumerate(zip(r, widths))).rstrip()
     return [fmt(header)] + [fmt(r) for r in rows]
 

@@ -6,7 +6,6 @@ most active users among them; the songs split at random 70/10/20 into train/vali
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -46,8 +45,8 @@ def select_subset(
     *,
     n_songs: int = 10000,
     n_users: int = 20000,
-    allowed_songs: Optional[set] = None,
-    excluded_songs: Optional[set] = None,
+    allowed_songs: set | None = None,
+    excluded_songs: set | None = None,
     min_plays: int = 1,
 ) -> tuple:
     """Keep the `n_songs` most-played songs, then the `n_users` most active users among them.
@@ -172,7 +171,7 @@ def read_song_exclusions(path) -> set:
     return songs
 
 
-def read_song_set(path, id_map: Optional[dict] = None) -> set:
+def read_song_set(path, id_map: dict | None = None) -> set:
     """Ids of songs that have audio: a mels HDF5 (/ids) or an id list, mapped through `id_map`.
 
     With an MSD id map ({track_id: (song_id, ...)}), track ids become song ids; ids that are
@@ -213,7 +212,7 @@ def _is_hdf5(path) -> bool:
         return False
 
 
-def summarize(plays: Plays, splits: Optional[dict] = None) -> list:
+def summarize(plays: Plays, splits: dict | None = None) -> list:
     """Rows (name, users, songs, interactions, density) for the whole subset and each split."""
     def row(name, p):
         density = len(p) / max(1, p.n_users * p.n_items)

@@ -20,7 +20,6 @@ import signal
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -110,7 +109,7 @@ def log_path(output) -> Path:
 # ---- device ----
 
 
-def resolve_device(spec: str = "auto", local_rank: Optional[int] = None):
+def resolve_device(spec: str = "auto", local_rank: int | None = None):
     """The one place a device is chosen: auto -> CUDA when present (this process's GPU under
     torchrun), else CPU. Asking for CUDA where there is none is a user's mistake."""
     import torch
@@ -461,11 +460,16 @@ class Trainer:
                  *, device="auto", target=None, resume=False, explicit=(), input_names=None):
         import torch
 
-        from dcue_cli.data import (MelCache, MelsReader, Normaliser, feature_config_from_attrs,
-                                   load_training_data, normalisation_from_attrs)
-        from dcue_cli.model import DCUE, ModelConfig, count_parameters
-
+        from dcue_cli.data import (
+            MelCache,
+            MelsReader,
+            Normaliser,
+            feature_config_from_attrs,
+            load_training_data,
+            normalisation_from_attrs,
+        )
         from dcue_cli.io.atomic import check_output_path
+        from dcue_cli.model import DCUE, ModelConfig, count_parameters
 
         self.output = Path(output)
         self.target_scale = 1.0
@@ -826,7 +830,13 @@ class Trainer:
     def _loss(self, batch):
         import torch
 
-        from dcue_cli.model import cosine, cosine_all, hinge_loss, regression_loss, softmax_loss
+        from dcue_cli.model import (
+            cosine,
+            cosine_all,
+            hinge_loss,
+            regression_loss,
+            softmax_loss,
+        )
 
         cfg = self.cfg
         ctx = self.autocast() if self.autocast else contextlib.nullcontext()

@@ -23,8 +23,8 @@ import h5py
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import REPO, error_line, interruptible, invoke
+
 from dcue_cli.io.embeddings import Embeddings, read_embeddings, write_embeddings
 from dcue_cli.io.mels import MelsFile, MelsWriter
 

@@ -35,10 +35,8 @@ def _write_set(tmp_path, n=400, n_tags=8, seed=0, extra_tag_lines=()):
     write_embeddings(tmp_path / "signal.h5", Embeddings(ids, signal, source="dcue"))
     write_embeddings(tmp_path / "noise.h5", Embeddings(ids, noise, source="random", attrs={"name": "random"}))
     with open(tmp_path / "tags.tsv", "w") as f:
-        for i, t in zip(*np.nonzero(labels)):
-            f.write(f"{ids[i]}\ttag{t}\t{50 + t}\n")
-        for line in extra_tag_lines:
-            f.write(line + "\n")
+        f.writelines(f"{ids[i]}\ttag{t}\t{50 + t}\n" for i, t in zip(*np.nonzero(labels)))
+        f.writelines(line + "\n" for line in extra_tag_lines)
     return ids, labels
 
 

@@ -16,7 +16,7 @@ REGENERATE = "regenerate it: python -m dcue_cli.docs > docs/commands.md"
 
 def _sections(text: str) -> dict:
     """'dcue NAME' -> that command's part of the reference."""
-    parts = re.split(r"^## (dcue(?: [a-z]+)?)$", text, flags=re.M)
+    parts = re.split(r"^## (dcue(?: [a-z]+)?)$", text, flags=re.MULTILINE)
     return dict(zip(parts[1::2], parts[2::2]))
 
 

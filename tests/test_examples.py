@@ -72,7 +72,7 @@ def fake_msd(tmp_path_factory):
 
 def script_variables(script: Path) -> list:
     """The NAME=${NAME...} settings at the top of a script."""
-    return re.findall(r"^([A-Z_]+)=\$\{\1[:-]", script.read_text(), re.M)
+    return re.findall(r"^([A-Z_]+)=\$\{\1[:-]", script.read_text(), re.MULTILINE)
 
 
 def run_script(script, env_vars: dict, cwd, expect=0):
@@ -315,7 +315,7 @@ def test_demo_runs_the_whole_chain_and_caches_every_step(tmp_path):
     assert [m["name"] for m in report["models"]] == [
         "Popularity", "dcue", "wmf-regression", "WMF", "truth (audible style)"]
     assert "paper (Lee et al. 2018, Table 1" in result.stderr and "Lee et al. 2018, Table 2" in result.stderr
-    efficiency = re.search(r"^dcue +(\S+) +(\S+) +(\S+)$", result.stderr, re.M)  # AUC, E, G
+    efficiency = re.search(r"^dcue +(\S+) +(\S+) +(\S+)$", result.stderr, re.MULTILINE)  # AUC, E, G
     auc = {m["name"]: m["metrics"]["auc"]["mean"] for m in report["models"]}
     e = (auc["dcue"] - auc["Popularity"]) / (auc["truth (audible style)"] - auc["Popularity"])
     assert efficiency and float(efficiency.group(2)) == pytest.approx(e, abs=0.006)

@@ -15,11 +15,19 @@ import h5py
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import REPO, invoke, shared_data
+
 from dcue_cli.errors import DcueError
-from dcue_cli.features import (FeatureConfig, TorchMel, compute, decode, float32_to_float16, log_mel,
-                               mel_filterbank, to_stored)
+from dcue_cli.features import (
+    FeatureConfig,
+    TorchMel,
+    compute,
+    decode,
+    float32_to_float16,
+    log_mel,
+    mel_filterbank,
+    to_stored,
+)
 from dcue_cli.io.mels import MelsFile, MelsWriter
 
 SR = 22050
@@ -430,7 +438,7 @@ def test_kill_during_finish_is_recovered(tmp_path):
 
 
 def test_ctrl_c_commits_what_is_done(tmp_path, monkeypatch):
-    import dcue_cli.features as features
+    from dcue_cli import features
     from dcue_cli.commands.melspec import run_melspec
 
     audio = make_folder(tmp_path / "audio", 6)

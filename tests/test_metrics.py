@@ -8,8 +8,17 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcue_cli.metrics import (auc_per_user, bootstrap_ci, bootstrap_means, evaluate, mean_auc, metric_names,
-                              paired_test, per_user_metrics, wilcoxon_p)
+from dcue_cli.metrics import (
+    auc_per_user,
+    bootstrap_ci,
+    bootstrap_means,
+    evaluate,
+    mean_auc,
+    metric_names,
+    paired_test,
+    per_user_metrics,
+    wilcoxon_p,
+)
 
 
 def _sklearn_auc(scores, positives, candidates=None):

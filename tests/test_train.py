@@ -200,7 +200,13 @@ def test_cache_holds_the_chosen_items_in_the_given_order(toy):
 
 
 def _sampler(toy, **kwargs):
-    from dcue_cli.data import MelCache, MelsReader, Normaliser, PairSampler, load_training_data
+    from dcue_cli.data import (
+        MelCache,
+        MelsReader,
+        Normaliser,
+        PairSampler,
+        load_training_data,
+    )
     from dcue_cli.io.plays import read_plays
     from dcue_cli.io.tsv import read_splits
 

@@ -15,7 +15,7 @@ def _block_plays(path, users=40, items=30, seed=0):
     rng = np.random.default_rng(seed)
     lines = []
     for u in range(users):
-        group = range(0, items // 2) if u < users // 2 else range(items // 2, items)
+        group = range(items // 2) if u < users // 2 else range(items // 2, items)
         for i in rng.choice(list(group), size=6, replace=False):
             lines.append(f"u{u}\ts{i}\t{rng.integers(1, 20)}\n")
     path.write_text("".join(lines))

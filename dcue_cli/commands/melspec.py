@@ -6,7 +6,6 @@ This module only parses options; the work is `dcue_cli.melspec` (importable with
 from __future__ import annotations
 
 import time
-from typing import Optional
 
 import click
 
@@ -15,7 +14,7 @@ from dcue_cli.melspec import check_config, run_melspec
 from dcue_cli.options import default_jobs, output_option
 
 
-def parse_shard(text: Optional[str]):
+def parse_shard(text: str | None):
     """'2/8' -> (2, 8); None -> None."""
     if text is None:
         return None

@@ -138,8 +138,15 @@ def _evaluate(embeddings, plays, splits, on_split, train_plays, test_plays, popu
     import json
     import sys
 
-    from dcue_cli.evaluation import (align, cold_start_task, handle_missing, name_models, popularity_model,
-                                     score_models, warm_task)
+    from dcue_cli.evaluation import (
+        align,
+        cold_start_task,
+        handle_missing,
+        name_models,
+        popularity_model,
+        score_models,
+        warm_task,
+    )
     from dcue_cli.io.atomic import open_text_output
     from dcue_cli.io.embeddings import read_embeddings
     from dcue_cli.io.plays import read_plays

@@ -51,9 +51,21 @@ def cli(plays, out_dir, n_songs, n_users, split_text, seed, songs_with, id_map, 
     """
     from dcue_cli.io.atomic import check_output_path, make_folder
     from dcue_cli.io.plays import read_plays, write_plays
-    from dcue_cli.io.tsv import parse_columns, parse_header_option, read_id_map, write_splits
-    from dcue_cli.subset import (holdout_interactions as holdout, parse_fractions, read_song_exclusions,
-                                 read_song_set, select_subset, split_songs, summarize)
+    from dcue_cli.io.tsv import (
+        parse_columns,
+        parse_header_option,
+        read_id_map,
+        write_splits,
+    )
+    from dcue_cli.subset import holdout_interactions as holdout
+    from dcue_cli.subset import (
+        parse_fractions,
+        read_song_exclusions,
+        read_song_set,
+        select_subset,
+        split_songs,
+        summarize,
+    )
 
     start = time.perf_counter()
     fractions = parse_fractions(split_text)

@@ -3,7 +3,12 @@
 import click
 
 from dcue_cli import log
-from dcue_cli.options import device_option, output_option, plays_input_options, seed_option
+from dcue_cli.options import (
+    device_option,
+    output_option,
+    plays_input_options,
+    seed_option,
+)
 
 # click parameter -> TrainConfig / ModelConfig field, where the names differ
 PARAM_TO_KEY = {"jobs": "workers", "compile_": "compile", "no_amp": "amp", "no_centre_init": "centre_init"}

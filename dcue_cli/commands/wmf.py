@@ -5,7 +5,12 @@ import os
 import click
 
 from dcue_cli import log
-from dcue_cli.options import device_option, output_option, plays_input_options, seed_option
+from dcue_cli.options import (
+    device_option,
+    output_option,
+    plays_input_options,
+    seed_option,
+)
 
 
 @click.command("wmf")

@@ -7,7 +7,6 @@
 """
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -23,8 +22,8 @@ WRITERS_HINT = "was it written by `dcue embed` or `dcue wmf`?"
 class Embeddings:
     item_ids: np.ndarray  # (N,) object str
     item_vectors: np.ndarray  # (N, d) float32
-    user_ids: Optional[np.ndarray] = None  # (M,) object str
-    user_vectors: Optional[np.ndarray] = None  # (M, d) float32
+    user_ids: np.ndarray | None = None  # (M,) object str
+    user_vectors: np.ndarray | None = None  # (M, d) float32
     source: str = "unknown"
     similarity: str = "dot"
     attrs: dict = field(default_factory=dict)

@@ -35,8 +35,8 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 import numpy as np
 
@@ -69,7 +69,7 @@ def feature_settings(attrs: dict) -> dict:
     return {k: v for k, v in attrs.items() if k not in NON_FEATURE_KEYS}
 
 
-def settings_difference(a: dict, b: dict) -> Optional[str]:
+def settings_difference(a: dict, b: dict) -> str | None:
     """'n_mels=96 vs 128' for the first feature setting that differs (a's value first), or None."""
     fa, fb = feature_settings(a), feature_settings(b)
     for key in sorted(set(fa) | set(fb)):
@@ -373,11 +373,11 @@ class MelsWriter:
         self.base_items = 0  # items in the output this run started from
         self.appended = 0
         self._segments: list = []
-        self._segment: Optional[_AppendFile] = None  # the open segment (a temporary file)
+        self._segment: _AppendFile | None = None  # the open segment (a temporary file)
         # A run that starts from nothing writes the output itself as it goes (beside the
         # segments), so finishing is a rename, not a copy; any other run copies at the end.
-        self._stream: Optional[_AppendFile] = None
-        self._lock: Optional[OutputLock] = None
+        self._stream: _AppendFile | None = None
+        self._lock: OutputLock | None = None
         self._fresh = overwrite
 
     # --- opening and recovering -----------------------------------------------------------

@@ -8,8 +8,8 @@ in the fast path re-reads the file with the plain line reader to name the exact 
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -95,7 +95,7 @@ class Plays:
         return m
 
 
-def chunked_bincount(codes: np.ndarray, weights: Optional[np.ndarray], length: int,
+def chunked_bincount(codes: np.ndarray, weights: np.ndarray | None, length: int,
                      step: int = 1 << 22) -> np.ndarray:
     """np.bincount in slices: it casts its whole input to intp/float64 (16 bytes a row), which
     at 48 M rows would cost 800 MB of temporaries."""
@@ -147,7 +147,7 @@ def read_plays(
     path,
     *,
     columns: Sequence[int] = (0, 1, 2),
-    header: Optional[bool] = None,
+    header: bool | None = None,
     skip_bad: bool = False,
     chunk_rows: int = 2_000_000,
     show_progress: bool = True,

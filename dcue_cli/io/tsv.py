@@ -4,7 +4,7 @@ The plays reader (the one that must be fast at 48 M rows) lives in `plays.py`; i
 to `iter_rows` here to name the first bad line precisely.
 """
 
-from typing import Callable, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from dcue_cli import log
 from dcue_cli.errors import DcueError
@@ -18,7 +18,7 @@ def _shorten(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def parse_header_option(value) -> Optional[bool]:
+def parse_header_option(value) -> bool | None:
     """'auto' -> None (detect), 'yes'/True -> True, 'no'/False -> False."""
     if value in (None, "auto"):
         return None
@@ -31,10 +31,10 @@ def iter_rows(
     path,
     *,
     min_fields: int,
-    max_fields: Optional[int] = None,
+    max_fields: int | None = None,
     sep: str = "\t",
-    header: Optional[bool] = None,
-    looks_like_header: Optional[Callable[[list], bool]] = None,
+    header: bool | None = None,
+    looks_like_header: Callable[[list], bool] | None = None,
     what: str = "TSV",
     fix: str = "",
 ) -> Iterator[tuple]:
