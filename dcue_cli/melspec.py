@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
-import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from pathlib import Path
 
 from dcue_cli import log
 from dcue_cli.errors import DcueError
+from dcue_cli.interrupts import StopSignals
 
 # What a folder scan names in its error message (it finds every format libsndfile reads).
 MAIN_EXTENSIONS = ("flac", "mp3", "ogg", "opus", "wav")
@@ -189,39 +188,6 @@ def write_failures(output, failures) -> str | None:
     return path
 
 
-class _Interrupts:
-    """Ctrl-C and SIGTERM end the run between two items: the handler only records the request,
-    and the loop raises KeyboardInterrupt where it is safe. (Raised by the handler itself, it
-    can land inside a garbage-collection callback of h5py's, where Python prints it as
-    "Exception ignored" and the run goes on as if nothing happened.) A second signal raises at
-    once, for a user who will not wait for the item in flight."""
-
-    def __init__(self):
-        self.requested = False
-        self.previous = {}
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def check(self):
-        if self.requested:
-            raise KeyboardInterrupt
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                if not (sig == signal.SIGINT and signal.getsignal(sig) is signal.SIG_IGN):  # started in the
-                    self.previous[sig] = signal.signal(sig, self._handler)  # background: Ctrl-C is not ours
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-        return False
-
-
 def _strict_error(path, reason) -> DcueError:
     return DcueError(f"{path}: {reason} (--strict stops at the first failure).")
 
@@ -252,7 +218,7 @@ def run_melspec(sources, output, config, *, checks=None, id_map_path=None, jobs=
 
     report = Report()
     failures = list(inputs.failures)
-    with _Interrupts() as interrupts, MelsWriter(output, config.to_attrs(), checkpoint_seconds=checkpoint_seconds,
+    with StopSignals() as interrupts, MelsWriter(output, config.to_attrs(), checkpoint_seconds=checkpoint_seconds,
                                              overwrite=overwrite) as writer:
         todo = [i for i in inputs.ids if i not in writer.present]
         report.present = len(inputs.ids) - len(todo)

@@ -16,7 +16,6 @@ batches the interrupted one would have drawn, on any number of processes.
 import contextlib
 import math
 import os
-import signal
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from dcue_cli import __version__, log
 from dcue_cli.errors import DcueError
+from dcue_cli.interrupts import StopSignals
 
 CHECKPOINT_FORMAT = "dcue-model"
 CHECKPOINT_VERSION = 1
@@ -908,15 +908,10 @@ class Trainer:
         steps = cfg.steps_per_epoch or self.sampler.steps_per_epoch()
         crops_per_step = self.sampler.crops_per_batch()
         self._open_log()
-        previous = {}
-        if _in_main_thread():  # Ctrl-C, and SIGTERM (kill, a scheduler's time limit), end it cleanly
-            for name in ("SIGINT", "SIGTERM"):
-                if hasattr(signal, name) and not (name == "SIGINT" and signal.getsignal(signal.SIGINT) is
-                                                  signal.SIG_IGN):  # started in the background: not ours
-                    previous[name] = signal.signal(getattr(signal, name), self.request_stop)
         rate, stopped_early = 0.0, False
         workers = cfg.workers if self.cache_mode == "none" else 0
-        try:
+        # Ctrl-C and SIGTERM finish the step in flight, then save (dcue_cli.interrupts)
+        with StopSignals(on_request=self.request_stop):
             self.model.train()
             while self.epoch < cfg.epochs:
                 epoch = self.epoch
@@ -1020,9 +1015,6 @@ class Trainer:
                         log.info("early stop: no better validation AUC for %d epochs (best %.4f at epoch %d)",
                                  self.bad_epochs, self.best_auc, self.best_epoch + 1)
                     break
-        finally:
-            for name, handler in previous.items():
-                signal.signal(getattr(signal, name), handler)
         if self.master and not self.output.exists():  # e.g. --epochs reached before any save
             self._save(self.output, epoch=self.epoch, step_in_epoch=0)
         return TrainResult(self.best_auc if math.isfinite(self.best_auc) else float("nan"), self.best_epoch + 1,
@@ -1050,8 +1042,3 @@ class _MovedCache:
     def crops_at(self, rows, starts):
         return self.cache.crops_at(rows.cpu(), starts.cpu()).to(self.device, non_blocking=True)
 
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()

@@ -1,6 +1,8 @@
 """Shared test helpers: the real-data folder beside the checkout, and a CliRunner wrapper."""
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -42,13 +44,25 @@ def error_line(result) -> str:
     return lines[-1][len("Error: "):]
 
 
-def interruptible():
-    """Popen(preexec_fn=...): SIGINT as from a terminal. A run started in the background by a
-    non-interactive shell (a CI job, `cmd &`) inherits SIGINT ignored, and dcue, like every
-    Unix tool, then leaves Ctrl-C alone; the tests that send it want the foreground case."""
-    import signal
+def popen_with_sigint(command, *, ignored=False, **kwargs) -> subprocess.Popen:
+    """Popen(command) whose child starts with SIGINT as from a terminal (or, with `ignored`, as a
+    background job). A run started in the background by a non-interactive shell (a CI job, `cmd &`)
+    inherits SIGINT ignored, and dcue, like every Unix tool, then leaves Ctrl-C alone: tests that
+    send it must not depend on how pytest itself was started. exec keeps an ignored signal ignored
+    and resets a caught one to its default, so the parent sets its own disposition for the spawn."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN if ignored else signal.default_int_handler)
+    try:
+        return subprocess.Popen(command, **kwargs)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """The learnable toy world of test_train.make_toy (mels, plays, splits), one per test module."""
+    from test_train import make_toy
+
+    return Path(make_toy(tmp_path_factory.mktemp("toy")))
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, error_line, interruptible, invoke
+from conftest import REPO, error_line, invoke, popen_with_sigint
 
 from dcue_cli.io.embeddings import Embeddings, read_embeddings, write_embeddings
 from dcue_cli.io.mels import MelsFile, MelsWriter
@@ -915,14 +915,10 @@ def many_audio(tmp_path_factory):
     return root, reference
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_sigint_and_sigterm_keep_what_is_done_and_exit_cleanly(many_audio, tmp_path, sig):
-    root, reference = many_audio
-    out = tmp_path / "out.h5"
-    command = _melspec_command(root / "audio", out)
-    command.remove("-q")
-    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=interruptible)
+def _signal_after_three_segments(command, out, sig, *, ignored=False):
+    """Start melspec, send `sig` once three segments are committed: (proc, stdout, stderr)."""
+    proc = popen_with_sigint(command, ignored=ignored, env=_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
     partial = Path(f"{out}.partial")
     deadline = time.monotonic() + 60
     while len(list(partial.glob("seg-*.h5"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
@@ -930,30 +926,32 @@ def test_sigint_and_sigterm_keep_what_is_done_and_exit_cleanly(many_audio, tmp_p
     assert proc.poll() is None, "finished before the signal"
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
+    return proc, stdout, stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_keep_what_is_done_and_exit_cleanly(many_audio, tmp_path, sig):
+    root, reference = many_audio
+    out = tmp_path / "out.h5"
+    partial = Path(f"{out}.partial")
+    command = _melspec_command(root / "audio", out)
+    command.remove("-q")
+    proc, stdout, stderr = _signal_after_three_segments(command, out, sig)
     assert proc.returncode == 1 and stdout == "" and "Traceback" not in stderr
     assert f"items computed are kept in {partial}; rerun the same command to finish." in stderr
     assert stderr.rstrip().endswith("Aborted!")
     assert not out.exists() and len(list(partial.glob("seg-*.h5"))) >= 3
-    rerun = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=120)
+    rerun = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=120, check=False)
     assert rerun.returncode == 0 and "resuming: " in rerun.stderr
     assert filecmp.cmp(out, reference, shallow=False)
 
 
 def test_a_run_started_with_sigint_ignored_leaves_ctrl_c_alone(many_audio, tmp_path):
     """Started in the background by a non-interactive shell (`cmd &`), as Unix tools do."""
-    import signal as signals
-
     root, reference = many_audio
     out = tmp_path / "out.h5"
-    proc = subprocess.Popen(_melspec_command(root / "audio", out), env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signals.signal(signals.SIGINT, signals.SIG_IGN))
-    partial = Path(f"{out}.partial")
-    deadline = time.monotonic() + 60
-    while len(list(partial.glob("seg-*.h5"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signals.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    proc, _, stderr = _signal_after_three_segments(_melspec_command(root / "audio", out), out, signal.SIGINT,
+                                                   ignored=True)
     assert proc.returncode == 0, stderr
     assert filecmp.cmp(out, reference, shallow=False)
 

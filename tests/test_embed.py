@@ -7,13 +7,6 @@ from test_train import N_MELS, make_toy, toy_args
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    from pathlib import Path
-
-    return Path(make_toy(tmp_path_factory.mktemp("toy")))
-
-
-@pytest.fixture(scope="module")
 def model(toy, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "model.pt"
     invoke(toy_args(toy, out, "--epochs", "2", "--patience", "0"))

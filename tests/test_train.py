@@ -71,13 +71,6 @@ def read_log(path):
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    from pathlib import Path
-
-    return Path(make_toy(tmp_path_factory.mktemp("toy")))
-
-
-@pytest.fixture(scope="module")
 def trained(toy, tmp_path_factory):
     """One model trained through the CLI, shared by the tests that only read it."""
     out = tmp_path_factory.mktemp("run") / "model.pt"

@@ -10,15 +10,8 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, error_line, interruptible, invoke
-from test_train import make_toy, toy_args
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    from pathlib import Path
-
-    return Path(make_toy(tmp_path_factory.mktemp("toy")))
+from conftest import REPO, error_line, invoke, popen_with_sigint
+from test_train import toy_args
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +122,8 @@ def test_a_second_train_on_the_same_output_is_refused(toy, tmp_path):
 def test_sigint_and_sigterm_save_and_exit_cleanly(toy, tmp_path, sig):
     out = tmp_path / "model.pt"
     args = [str(a) for a in toy_args(toy, out, "--epochs", "1000", "--patience", "0", "--log-every", "1")]
-    proc = subprocess.Popen([sys.executable, "-m", "dcue_cli", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
+    proc = popen_with_sigint([sys.executable, "-m", "dcue_cli", *args], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
     log_file = out.with_name("model.log.tsv")
     deadline = time.time() + 120
     while time.time() < deadline and not (log_file.exists() and len(log_file.read_text().splitlines()) > 3):

@@ -1,0 +1,48 @@
+"""Ctrl-C and SIGTERM as a request to stop at the next safe point, shared by the long commands.
+
+A handler that raises KeyboardInterrupt where the signal lands can land inside a garbage-
+collection callback (h5py's weakref ones, for instance), where Python prints "Exception
+ignored" and the run goes on as if nothing happened. So the handler only records the request;
+the loop stops where its state is consistent (`melspec` between items, `train` between steps).
+A second signal raises at once, for a user who will not wait. A process started with SIGINT
+ignored (in the background by a non-interactive shell) leaves Ctrl-C alone, as Unix tools do;
+SIGTERM (kill, a scheduler's time limit) is always handled.
+"""
+
+import signal
+import threading
+from collections.abc import Callable
+
+
+class StopSignals:
+    """with StopSignals() as stop: ... stop.check() (raises KeyboardInterrupt) or stop.requested."""
+
+    def __init__(self, on_request: Callable[[], None] | None = None):
+        self.requested = False
+        self.on_request = on_request
+        self.previous = {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.on_request is not None:
+            self.on_request()
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # only there can handlers be set
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if sig == signal.SIGINT and signal.getsignal(sig) is signal.SIG_IGN:
+                    continue
+                self.previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous.clear()
+        return False
