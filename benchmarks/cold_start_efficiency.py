@@ -51,7 +51,11 @@ def main():
     p.add_argument("report", help="dcue score --json output ('-': stdin)")
     p.add_argument("--audio-ceiling", default="", help="the name of a row to use as a second ceiling")
     args = p.parse_args()
-    report = json.load(sys.stdin if args.report == "-" else open(args.report, encoding="utf-8"))
+    if args.report == "-":
+        report = json.load(sys.stdin)
+    else:
+        with open(args.report, encoding="utf-8") as f:
+            report = json.load(f)
     rows, auc, pop, ceiling, wmf = efficiency(report, args.audio_ceiling)
     print(f"cold-start AUC on {report['items']:,} test {report['item_word']}, {report['users']:,} users")
     print(f"  popularity {auc[pop]:.4f}   content ceiling ({ceiling}) {auc[ceiling]:.4f}"

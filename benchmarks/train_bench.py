@@ -136,7 +136,8 @@ def loop(mels, plays, workdir, train_cfg, device_spec, steps):
     trainer = Trainer(mels, plays, splits, out, train_cfg, {}, device=device_spec)
     trainer.run()
     trainer.close()
-    rows = open(os.path.join(workdir, "bench-model.log.tsv")).read().splitlines()
+    with open(os.path.join(workdir, "bench-model.log.tsv"), encoding="utf-8") as f:
+        rows = f.read().splitlines()
     head = rows[0].split("\t")
     last = dict(zip(head, rows[-1].split("\t")))
     return float(last["crops_per_s"]), trainer.cache_mode, trainer.device

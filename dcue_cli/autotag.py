@@ -135,8 +135,8 @@ def random_splits(items: Sequence[str], fractions=DEFAULT_FRACTIONS, seed: int =
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(items))
     total = float(sum(fractions))
-    n_valid = int(round(len(items) * fractions[1] / total))
-    n_test = int(round(len(items) * fractions[2] / total))
+    n_valid = round(len(items) * fractions[1] / total)
+    n_test = round(len(items) * fractions[2] / total)
     n_train = len(items) - n_valid - n_test
     names = np.array(["train"] * n_train + ["valid"] * n_valid + ["test"] * n_test, dtype=object)
     return {items[i]: names[rank] for rank, i in enumerate(order)}
@@ -571,9 +571,9 @@ def format_table(results: Sequence[TagResult], data: TagDataset) -> str:
     """The human table, rows = models, like the paper's Table 2."""
     s = data.stats
     lines = [
-        f"Auto-tagging: {s['items']:,} items with one of the top {len(data.tags)} tags "
+        (f"Auto-tagging: {s['items']:,} items with one of the top {len(data.tags)} tags "
         f"(train {s['train']:,} / valid {s['valid']:,} / test {s['test']:,}, "
-        f"{'random split' if s['split_source'] == 'random' else 'splits file'})",
+        f"{'random split' if s['split_source'] == 'random' else 'splits file'})"),
     ]
     width = max([len("model")] + [len(r.name) for r in results])
     header = f"{'model':<{width}}  {'dim':>5}  {'AUC':>6}  {'mAP':>6}  {'tags':>5}  {'epoch':>5}  {'paper AUC (MSD)':>15}"

@@ -236,7 +236,7 @@ def _resample(y: np.ndarray, native: int, target: int) -> np.ndarray:
         return y
     import soxr
 
-    n_out = int(math.ceil(len(y) * target / native))
+    n_out = math.ceil(len(y) * target / native)
     out = soxr.resample(y, native, target, quality="soxr_hq")
     if len(out) != n_out:  # librosa fixes the length the same way
         out = out[:n_out] if len(out) > n_out else np.pad(out, (0, n_out - len(out)))

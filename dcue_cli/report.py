@@ -1,6 +1,8 @@
 """Text renderings of a `dcue score` report: the human table and the per-user TSV."""
 
+import functools
 import math
+import operator
 
 from dcue_cli.evaluation import PAPER_TABLE1
 
@@ -36,8 +38,8 @@ def _table(header, rows) -> list:
 
 def format_table(report: dict, paper: bool = False) -> str:
     """The comparison table (rows = models, like the paper's Table 1) with its footnotes."""
-    lines = [f"{report['description']}: {report['items']:,} {report['item_word']}, "
-             f"{report['users']:,} users with a positive and a negative among them"]
+    lines = [(f"{report['description']}: {report['items']:,} {report['item_word']}, "
+             f"{report['users']:,} users with a positive and a negative among them")]
     models = report["models"]
     marks = {}
     for m in models:
@@ -65,7 +67,7 @@ def format_table(report: dict, paper: bool = False) -> str:
                 row += [f"{d['diff']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]", _p_text(d["p_wilcoxon"])]
             rows.append(row)
         extra = [x for x in metrics if x.startswith("ndcg@")][:1]
-        header = ["model", "ΔAUC [95% CI]", "p"] + sum(([f"Δ{short_name(x)} [95% CI]", "p"] for x in extra), [])
+        header = ["model", "ΔAUC [95% CI]", "p"] + functools.reduce(operator.iadd, ([f"Δ{short_name(x)} [95% CI]", "p"] for x in extra), [])
         lines.extend(_table(header, rows))
     lines.append("")
     for m in models:

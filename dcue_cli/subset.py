@@ -121,8 +121,8 @@ def split_songs(song_ids, fractions=(0.7, 0.1, 0.2), seed: int = 0) -> dict:
     """
     ids = np.array(sorted(str(s) for s in song_ids), dtype=object)
     perm = np.random.default_rng(seed).permutation(len(ids))
-    n_train = int(round(fractions[0] * len(ids)))
-    n_valid = int(round(fractions[1] * len(ids)))
+    n_train = round(fractions[0] * len(ids))
+    n_valid = round(fractions[1] * len(ids))
     labels = np.empty(len(ids), dtype=object)
     labels[perm[:n_train]] = "train"
     labels[perm[n_train:n_train + n_valid]] = "valid"

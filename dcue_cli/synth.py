@@ -182,7 +182,7 @@ def make_world(config: SynthConfig) -> World:
     S, U, D, H = config.songs, config.users, len(STYLE_DIMS), config.hidden_dims
     rng = _rng(config.seed, _STREAM_SONGS)
     # Artists: a long tail of songs per artist; a song's style is partly its artist's.
-    n_artists = max(1, int(round(S / 4)))
+    n_artists = max(1, round(S / 4))
     artist_weight = 1.0 / np.arange(1, n_artists + 1) ** 0.8
     song_artist = rng.choice(n_artists, size=S, p=artist_weight / artist_weight.sum())
     a = np.sqrt(config.artist_share)
@@ -446,19 +446,19 @@ def render_song(style_row, sample_rate: int, seconds: float, rng: np.random.Gene
     """
     P = style_parameters(style_row)
     sr = int(sample_rate)
-    n = int(round(seconds * sr))
+    n = round(seconds * sr)
     t = np.arange(n, dtype=np.float32) * np.float32(1.0 / sr)
     beat = 60.0 / P["bpm"]
     is_major = rng.random() < P["major_probability"]
     scale = _MAJOR if is_major else _MINOR
-    centre = int(round(P["centre_midi"]))
+    centre = round(P["centre_midi"])
     limit = 0.45 * sr
     m = P["modulation"]
 
     # Melody: a two-bar motif on the scale, repeated with mutations; some rests.
     note_len = beat / P["notes_per_beat"]
     n_notes, lengths, starts = _segments(note_len, n, sr)
-    motif_len = max(2, int(round(8 * beat / note_len)))
+    motif_len = max(2, round(8 * beat / note_len))
     motif = np.clip(np.cumsum(rng.choice([-2, -1, -1, 0, 1, 1, 2, 3], size=motif_len)), -5, 8)
     degrees = np.resize(motif, n_notes)
     mutate = rng.random(n_notes) < 0.2
@@ -519,7 +519,7 @@ def render_song(style_row, sample_rate: int, seconds: float, rng: np.random.Gene
     bright_noise = np.diff(noise)  # a first difference tilts white noise towards the highs
     swing = rng.uniform(0.0, 0.08)
     for k in range(int(np.ceil(seconds / (beat / 2)))):
-        start = int(round((k * beat / 2 + (swing * beat if k % 2 else 0.0)) * sr))
+        start = round((k * beat / 2 + (swing * beat if k % 2 else 0.0)) * sr)
         if start >= n:
             break
         if k % 2 == 0:

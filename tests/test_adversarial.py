@@ -90,7 +90,7 @@ def assert_absent(*targets):
 
 
 def tone(seconds, sr=SR, channels=1, freq=330.0):
-    t = np.arange(int(round(seconds * sr))) / sr
+    t = np.arange(round(seconds * sr)) / sr
     return np.stack([0.3 * np.sin(2 * np.pi * freq * (1 + 0.2 * c) * t) for c in range(channels)],
                     axis=1).astype(np.float32)
 
@@ -460,14 +460,14 @@ GOOD_SPLITS = "".join(f"s{i:02d}\t{'train' if i < 20 else 'valid' if i < 24 else
 
 BAD_SPLITS = {
     "three fields": (GOOD_SPLITS + "s99\ttest\textra\n",
-                     "31: expected 2 '\\t'-separated fields in a splits TSV (item_id<TAB>split), found 3: "
-                     "'s99\\ttest\\textra'"),
+                     ("31: expected 2 '\\t'-separated fields in a splits TSV (item_id<TAB>split), found 3: "
+                     "'s99\\ttest\\textra'")),
     "one field": (GOOD_SPLITS + "s98\n",
                   "31: expected 2 '\\t'-separated fields in a splits TSV (item_id<TAB>split), found 1: 's98'"),
     "one field first": ("s98\n" + GOOD_SPLITS,
                         "1: expected 2 '\\t'-separated fields in a splits TSV (item_id<TAB>split), found 1: 's98'"),
-    "unknown split": (GOOD_SPLITS + "s97\ttset\n", "31: split 'tset' for item 's97' is not one of train, valid, "
-                                                   "test: fix the line or rewrite the file with `dcue subset`."),
+    "unknown split": (GOOD_SPLITS + "s97\ttset\n", ("31: split 'tset' for item 's97' is not one of train, valid, "
+                                                   "test: fix the line or rewrite the file with `dcue subset`.")),
     "two splits": (GOOD_SPLITS + "s00\ttest\n",
                    "31: item 's00' is in both 'train' and 'test': each item belongs to exactly one split."),
 }
@@ -511,16 +511,16 @@ def test_splits_variations(world, tmp_path):
 
 
 @pytest.mark.parametrize("data, message", [
-    (b"s01\trock\t50\ts01\n", "{p}:1: expected 2 to 3 '\\t'-separated fields in a tags TSV "
-                              "(item_id<TAB>tag[<TAB>weight]), found 4: 's01\\trock\\t50\\ts01'"),
-    (b"s01\trock\t50\ns02\n", "{p}:2: expected 2 to 3 '\\t'-separated fields in a tags TSV "
-                              "(item_id<TAB>tag[<TAB>weight]), found 1: 's02'"),
-    (b"s01\trock\t50\ns02\tjazz\tlots\n", "{p}:2: tag weight 'lots' is not a number: use "
-                                         "item_id<TAB>tag<TAB>weight with a numeric weight (Last.fm: 0-100)."),
+    (b"s01\trock\t50\ts01\n", ("{p}:1: expected 2 to 3 '\\t'-separated fields in a tags TSV "
+                              "(item_id<TAB>tag[<TAB>weight]), found 4: 's01\\trock\\t50\\ts01'")),
+    (b"s01\trock\t50\ns02\n", ("{p}:2: expected 2 to 3 '\\t'-separated fields in a tags TSV "
+                              "(item_id<TAB>tag[<TAB>weight]), found 1: 's02'")),
+    (b"s01\trock\t50\ns02\tjazz\tlots\n", ("{p}:2: tag weight 'lots' is not a number: use "
+                                         "item_id<TAB>tag<TAB>weight with a numeric weight (Last.fm: 0-100).")),
     (b"", "{p} has no tag with weight >= 0: lower --min-weight or check the file."),
-    (b"x1\trock\nx2\tjazz\n", "no item of {p} has a vector in {e}: their ids differ (e.g. 'x1' in the tags, "
+    (b"x1\trock\nx2\tjazz\n", ("no item of {p} has a vector in {e}: their ids differ (e.g. 'x1' in the tags, "
                               "'s00' in the vectors); key both by the same ids (--id-map unique_tracks.txt maps MSD "
-                              "track ids to song ids)."),
+                              "track ids to song ids).")),
 ])
 def test_bad_tags_are_named(world, tmp_path, data, message):
     path = tmp_path / "tags.tsv"
@@ -639,8 +639,8 @@ def test_older_or_foreign_layouts(world, mels, hostile_audio, tmp_path):
     # Layouts that cannot be embeddings.
     cases = {
         "transposed": ({"items/vectors": src.item_vectors.T.copy()},
-                       "{p}: /items/vectors has shape (4, 30) but there are 30 /items/ids: the file is damaged; "
-                       "write it again."),
+                       ("{p}: /items/vectors has shape (4, 30) but there are 30 /items/ids: the file is damaged; "
+                       "write it again.")),
         "ids as a group": ({"items/ids/x": src.item_ids.astype(str).astype("S")},
                            "{p} has no /items/ids: " + EMB_HINT),
         "complex vectors": ({"items/vectors": src.item_vectors.astype(np.complex64)},
@@ -650,8 +650,8 @@ def test_older_or_foreign_layouts(world, mels, hostile_audio, tmp_path):
         "no items": ({"items/ids": np.array([], "S1"), "items/vectors": np.zeros((0, 4), np.float32)},
                      "{p} holds no item vectors: write it again (" + EMB_HINT + ")"),
         "user dimension": ({"users/vectors": src.user_vectors[:, :2]},
-                           "{p}: /users/vectors has shape (40, 2), which does not fit 40 users of dimension 4: "
-                           "write it again."),
+                           ("{p}: /users/vectors has shape (40, 2), which does not fit 40 users of dimension 4: "
+                           "write it again.")),
     }
     for name, (override, message) in cases.items():
         path = tmp_path / f"{name.replace(' ', '_')}.h5"
@@ -765,8 +765,8 @@ def test_an_output_under_a_file_is_a_one_line_error(world, mels, hostile_audio, 
     target = tmp_path / "a_file" / "out"
     result = invoke(_output_args(command, world, mels, hostile_audio, target), expect=1)
     text = error_line(result)
-    assert text in (f"cannot create the folder {target if command in ('synth', 'subset') else target.parent} "
-                    "(a file is in the way): give another path.",) or (
+    assert text in ((f"cannot create the folder {target if command in ('synth', 'subset') else target.parent} "
+                    "(a file is in the way): give another path."),) or (
         text.startswith(f"cannot write {target}") and f"{tmp_path / 'a_file'} is a file, not a folder" in text)
     assert (tmp_path / "a_file").read_text() == "in the way"
 
@@ -877,7 +877,7 @@ def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_run(kill_a
     before = out.read_bytes()
     command = _melspec_command(root / "audio", out)
     start = time.monotonic()
-    probe = subprocess.run(_melspec_command(root / "audio", tmp_path / "timing.h5"), env=_env(), capture_output=True)
+    probe = subprocess.run(_melspec_command(root / "audio", tmp_path / "timing.h5"), env=_env(), capture_output=True, check=False)
     assert probe.returncode == 0, probe.stderr
     full = time.monotonic() - start
     rng = random.Random(8)
@@ -897,7 +897,7 @@ def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_run(kill_a
         else:
             assert ids_of(out) in (ids_of(base), ids_of(reference))  # the old output or the new one, never a mix
     assert kills >= 2
-    rerun = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=120)
+    rerun = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=120, check=False)
     assert rerun.returncode == 0, rerun.stderr
     assert filecmp.cmp(out, reference, shallow=False)  # bit for bit
     assert not Path(f"{out}.partial").exists() and out.read_bytes() != before

@@ -141,7 +141,7 @@ def test_random_vectors_give_half_and_signal_vectors_far_more(tmp_path):
 @pytest.mark.parametrize("monitor", ["loss", "auc"])
 def test_early_stopping_keeps_the_best_valid_epoch(monitor):
     torch = pytest.importorskip("torch")
-    ids, labels, signal, _ = _signal_set(n=300)
+    _ids, labels, signal, _ = _signal_set(n=300)
     rng = np.random.default_rng(0)
     train = rng.random(300) < 0.8
     valid = ~train
@@ -223,7 +223,7 @@ def test_table_on_stdout_with_splits_file_and_items_without_split(tmp_path):
 
 
 def test_predict_writes_every_items_top_tags_as_a_tags_tsv(tmp_path):
-    ids, _ = _write_set(tmp_path, n=200)
+    _ids, _ = _write_set(tmp_path, n=200)
     # a cold item: a vector, no tags, no split
     emb = read_embeddings(tmp_path / "signal.h5")
     cold = Embeddings(np.r_[emb.item_ids, ["COLD"]].astype(object),
@@ -238,7 +238,7 @@ def test_predict_writes_every_items_top_tags_as_a_tags_tsv(tmp_path):
     assert probs == sorted(probs, reverse=True) and all(0 <= p <= 1 for p in probs)
     assert "model" in result.stderr  # the table moved to stderr
     (tmp_path / "pred.tsv").write_text(result.stdout)
-    items, tags, weights = read_tags(tmp_path / "pred.tsv")
+    items, tags, _weights = read_tags(tmp_path / "pred.tsv")
     assert len(items) == 603 and tags[0].startswith("tag")
 
 
@@ -345,10 +345,10 @@ def test_min_weight_that_drops_everything(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--hidden", "512,x"], "Invalid value for '--hidden': '512,x': give positive layer widths separated by "
-                            "commas, e.g. 512,512."),
-    (["--split", "0.8,0.2"], "Invalid value for '--split': '0.8,0.2': give three positive train,valid,test "
-                             "proportions, e.g. 0.7,0.1,0.2"),
+    (["--hidden", "512,x"], ("Invalid value for '--hidden': '512,x': give positive layer widths separated by "
+                            "commas, e.g. 512,512.")),
+    (["--split", "0.8,0.2"], ("Invalid value for '--split': '0.8,0.2': give three positive train,valid,test "
+                             "proportions, e.g. 0.7,0.1,0.2")),
 ])
 def test_bad_options_are_usage_errors(tmp_path, args, message):
     _write_set(tmp_path, n=20)
@@ -382,7 +382,7 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
 
 def test_real_hetrec_artist_tags():
     folder = shared_data("lastfm_hetrec2k")
-    items, tags, weights = at.read_hetrec_tags(folder / "user_taggedartists_full.dat", folder / "tags.dat")
+    items, tags, _weights = at.read_hetrec_tags(folder / "user_taggedartists_full.dat", folder / "tags.dat")
     assert len(items) == 109_750 and len(set(items)) == 12_523
     data = at.prepare_dataset(items, tags, sorted(set(items)), top=50)
     assert data.tags[:3] == ["rock", "electronic", "alternative"]

@@ -65,8 +65,8 @@ def test_help_blocks_become_code_and_markup_is_escaped():
 def test_readme_mentions_every_command_and_links_the_reference():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     missing = [name for name in docs.command_names() if f"dcue {name}" not in readme]
-    problems = [f"README.md does not mention {', '.join(f'`dcue {n}`' for n in missing)}: add each to the tour "
-                f"of the subcommands (a section '### `dcue NAME`: what it does' with one real example)"] if missing else []
+    problems = [(f"README.md does not mention {', '.join(f'`dcue {n}`' for n in missing)}: add each to the tour "
+                f"of the subcommands (a section '### `dcue NAME`: what it does' with one real example)")] if missing else []
     if "docs/commands.md" not in readme:
         problems.append("README.md does not link the command reference: add a line such as 'Every option of "
                         "every command: [docs/commands.md](docs/commands.md) (generated from --help).'")

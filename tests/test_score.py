@@ -175,7 +175,7 @@ def test_usage_errors(cold, warm):
 
 
 def test_file_errors(cold, tmp_path):
-    _, plays, splits, model = cold
+    _, plays, splits, _model = cold
     result = invoke(["score", tmp_path / "nope.h5", "--plays", plays, "--splits", splits], expect=1)
     assert result.stderr.strip() == f"Error: {tmp_path / 'nope.h5'} does not exist: check the path."
     items_only = tmp_path / "items.h5"
@@ -211,7 +211,7 @@ def test_item_query_uses_the_files_similarity(tmp_path):
 
 
 def test_query_errors(cold):
-    _, plays, splits, model = cold
+    _, _plays, _splits, model = cold
     result = invoke(["score", model, "--user", "nobody"], expect=1)
     assert result.stderr.strip() == ("Error: user 'nobody' is not in " + str(model) +
                                      " (4 users, e.g. 'A', 'B', 'C'): check the id.")
@@ -317,7 +317,7 @@ def test_mean_roc_leaves_out_each_users_training_items(warm):
 
     tmp_path, train, test, model = warm
     task = warm_task(read_plays(train, show_progress=False), read_plays(test, show_progress=False))
-    fpr, tpr = mean_roc(task, align(read_embeddings(model, need_users=True), task), np.ones(task.n_users, bool))
+    _fpr, tpr = mean_roc(task, align(read_embeddings(model, need_users=True), task), np.ones(task.n_users, bool))
     # A's test song i3 ranks below i1, i2 but those are A's training songs: each user's AUC is 1.
     assert np.allclose(tpr, 1.0)
     pytest.importorskip("matplotlib")

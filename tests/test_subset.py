@@ -28,7 +28,7 @@ def expected_subset(rows, n_songs, n_users):
 
 def test_subset_real_msd_lines(tmp_path):
     path = shared_data("msd_taste_profile_head5000", "train_triplets_small.txt")
-    rows = [(u, s, int(c)) for u, s, c in (line.split("\t") for line in open(path).read().splitlines())]
+    rows = [(u, s, int(c)) for u, s, c in (line.split("\t") for line in path.read_text().splitlines())]
     result = invoke(["subset", path, "-o", tmp_path, "--songs", 500, "--users", 40, "--seed", 7])
     expected = expected_subset(rows, 500, 40)
     got = {(u, s): int(c) for u, s, c in read_tsv(tmp_path / "plays.tsv")}

@@ -135,7 +135,7 @@ def world_and_plays():
 
 
 def test_plays_follow_taste_and_popularity(world_and_plays):
-    world, (users, songs, counts) = world_and_plays
+    world, (users, songs, _counts) = world_and_plays
     played = np.zeros((500, 400), bool)
     played[users, songs] = True
     style = synth.style_logits(world)
@@ -150,7 +150,7 @@ def test_plays_follow_taste_and_popularity(world_and_plays):
 
 
 def test_popularity_activity_and_counts_are_long_tailed(world_and_plays):
-    world, (users, songs, counts) = world_and_plays
+    _world, (users, songs, counts) = world_and_plays
     listeners = np.sort(np.bincount(songs, minlength=400))[::-1]
     assert listeners[:40].sum() > 0.2 * listeners.sum()  # top 10% of songs: over 20% of listeners
     assert listeners[0] > 4 * np.median(listeners)

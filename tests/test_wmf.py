@@ -71,7 +71,7 @@ def test_gpu_fit_matches_shapes(tmp_path):
     from dcue_cli.io.plays import read_plays
 
     plays = read_plays(_block_plays(tmp_path / "p.tsv"))
-    users, items, info = fit_wmf(plays.to_csr(), WmfConfig(factors=8, iterations=5, device="cuda"))
+    users, _items, info = fit_wmf(plays.to_csr(), WmfConfig(factors=8, iterations=5, device="cuda"))
     assert info["device"] == "gpu" and users.shape == (plays.n_users, 8)
 
 

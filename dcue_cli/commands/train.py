@@ -165,10 +165,10 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
                                "every pair has its own crops anyway.")
     layers = (_int_list(conv_channels, "--conv-channels"), _int_list(conv_kernels, "--conv-kernels"),
               _int_list(pool_sizes, "--pool-sizes"))
-    model_overrides = dict(
-        conv_channels=layers[0], conv_kernels=layers[1], pool_sizes=layers[2], embed_dim=embed_dim,
-        user_embed_dim=user_embed_dim, user_hidden=_int_list(user_hidden, "--user-hidden"), crop_frames=crop_frames,
-        batch_norm=batch_norm)
+    model_overrides = {
+        "conv_channels": layers[0], "conv_kernels": layers[1], "pool_sizes": layers[2], "embed_dim": embed_dim,
+        "user_embed_dim": user_embed_dim, "user_hidden": _int_list(user_hidden, "--user-hidden"), "crop_frames": crop_frames,
+        "batch_norm": batch_norm}
     if len({len(v) for v in layers}) != 1:
         raise click.UsageError("--conv-channels, --conv-kernels and --pool-sizes need one value per layer each.")
     workers = jobs if jobs is not None else 4

@@ -117,7 +117,7 @@ def open_text_output(target, newline="\n"):
     with atomic_path(target) as tmp:
         if str(target).endswith(".gz"):
             # mtime=0: the same content gives the same bytes.
-            raw = gzip.GzipFile(filename="", mode="wb", fileobj=open(tmp, "wb"), mtime=0)
+            raw = gzip.GzipFile(filename="", mode="wb", fileobj=open(tmp, "wb"), mtime=0)  # noqa: SIM115 - closed below
             stream = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline=newline)
             try:
                 yield stream

@@ -55,25 +55,24 @@ def write_embeddings(path, emb: Embeddings) -> None:
     if items.ndim != 2 or len(items) != len(emb.item_ids):
         raise ValueError("item_vectors must be (len(item_ids), d)")
     string = h5py.string_dtype("utf-8")
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            g = f.create_group("items")
-            g.create_dataset("ids", data=_str_array(emb.item_ids), dtype=string)
-            g.create_dataset("vectors", data=items)
-            if emb.user_vectors is not None:
-                users = np.asarray(emb.user_vectors, dtype=np.float32)
-                if users.ndim != 2 or len(users) != len(emb.user_ids) or users.shape[1] != items.shape[1]:
-                    raise ValueError("user_vectors must be (len(user_ids), d) with the items' d")
-                g = f.create_group("users")
-                g.create_dataset("ids", data=_str_array(emb.user_ids), dtype=string)
-                g.create_dataset("vectors", data=users)
-            f.attrs["source"] = emb.source
-            f.attrs["similarity"] = emb.similarity
-            f.attrs["dcue_version"] = __version__
-            for key, value in emb.attrs.items():
-                if key in ("source", "similarity", "dcue_version") or value is None:
-                    continue
-                f.attrs[key] = value if isinstance(value, (int, float, str, bool, np.number)) else str(value)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        g = f.create_group("items")
+        g.create_dataset("ids", data=_str_array(emb.item_ids), dtype=string)
+        g.create_dataset("vectors", data=items)
+        if emb.user_vectors is not None:
+            users = np.asarray(emb.user_vectors, dtype=np.float32)
+            if users.ndim != 2 or len(users) != len(emb.user_ids) or users.shape[1] != items.shape[1]:
+                raise ValueError("user_vectors must be (len(user_ids), d) with the items' d")
+            g = f.create_group("users")
+            g.create_dataset("ids", data=_str_array(emb.user_ids), dtype=string)
+            g.create_dataset("vectors", data=users)
+        f.attrs["source"] = emb.source
+        f.attrs["similarity"] = emb.similarity
+        f.attrs["dcue_version"] = __version__
+        for key, value in emb.attrs.items():
+            if key in ("source", "similarity", "dcue_version") or value is None:
+                continue
+            f.attrs[key] = value if isinstance(value, (int, float, str, bool, np.number)) else str(value)
 
 
 def read_embeddings(path, *, need_users: bool = False) -> Embeddings:
@@ -113,7 +112,7 @@ def _read_groups(f, path, need_users):
     import h5py
 
     def dataset(key, kinds, what):
-        node = f[key] if key in f else None  # f[key] of a damaged object raises: "damaged", not "no"
+        node = f.get(key)  # a damaged object raises here: "damaged", not "no"
         if not isinstance(node, h5py.Dataset):
             extra = "user vectors are needed here; " if key.startswith("users/") else ""
             raise DcueError(f"{path} has no /{key}: {extra}{WRITERS_HINT}")

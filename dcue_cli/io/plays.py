@@ -156,9 +156,9 @@ def read_plays(
     _fixed_mmap_threshold()
     if str(path) == "-":
         # pandas needs to re-read on error, and stdin cannot be rewound: spool it (cheap).
-        with tempfile.NamedTemporaryFile(prefix="dcue-stdin-", suffix=".tsv", delete=False) as tmp:
-            with open_binary("-") as src:
-                shutil.copyfileobj(src, tmp, 1 << 22)
+        with (tempfile.NamedTemporaryFile(prefix="dcue-stdin-", suffix=".tsv", delete=False) as tmp,
+              open_binary("-") as src):
+            shutil.copyfileobj(src, tmp, 1 << 22)
         try:
             if header is None:
                 header = _detect_header(tmp.name, columns, "<stdin>")

@@ -66,7 +66,7 @@ def open_binary(path):
     if os.path.isdir(path):
         raise DcueError(f"{path} is a folder, not a file: give the path of the TSV file inside it.")
     try:
-        stream = open(path, "rb")
+        stream = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
     except FileNotFoundError:
         raise DcueError(f"{path} does not exist: check the path.") from None
     except PermissionError:
