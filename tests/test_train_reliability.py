@@ -196,3 +196,22 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(toy, 
     best_full = torch.load(full, weights_only=True)["best"]
     best_cut = torch.load(cut, weights_only=True)["best"]
     assert best_full == best_cut
+
+
+def test_stop_signals_record_the_first_signal_and_raise_on_the_second():
+    import os
+
+    from dcue_cli.interrupts import StopSignals
+
+    calls = []
+    before = signal.getsignal(signal.SIGTERM)
+    with StopSignals(on_request=lambda: calls.append(1)) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # handlers run in the main thread between bytecodes
+        assert stop.requested and calls == [1]
+        with pytest.raises(KeyboardInterrupt):
+            stop.check()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+    assert signal.getsignal(signal.SIGTERM) is before  # restored

@@ -135,7 +135,8 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
     checkpoint; early stopping ends the run. `--objective regress --target wmf.h5` trains
     the same audio network as the WMF+Regression baseline instead. Several GPUs:
     `torchrun --nproc-per-node N -m dcue_cli train ...` (one process saves and logs).
-    Ctrl-C saves MODEL.last.pt; `--resume` continues it.
+    Ctrl-C or SIGTERM finishes the step in flight and saves MODEL.last.pt (exit 130; a second
+    signal stops at once); `--resume` continues it.
 
     \b
     Example:
