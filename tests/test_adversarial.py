@@ -855,12 +855,17 @@ def _env():
     return dict(os.environ, PYTHONPATH=str(REPO))
 
 
+def _tones(root, n, *, first_hz, step_hz):
+    """root/audio/TR000.wav ...: n three-second tones, each at its own pitch."""
+    (root / "audio").mkdir()
+    for k in range(n):
+        sf.write(root / "audio" / f"TR{k:03d}.wav", tone(3.0, freq=first_hz + step_hz * k), SR)
+    return root
+
+
 @pytest.fixture(scope="module")
 def kill_audio(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kill")
-    (root / "audio").mkdir()
-    for k in range(16):
-        sf.write(root / "audio" / f"TR{k:03d}.wav", tone(3.0, freq=150.0 + 40 * k), SR)
+    root = _tones(tmp_path_factory.mktemp("kill"), 16, first_hz=150.0, step_hz=40.0)
     base = root / "base.h5"  # an existing output the runs add to: finishing is then a copy, a wider window
     files = sorted((root / "audio").glob("*.wav"))
     invoke(["melspec", *files[:4], "-o", base, "-j", "0"])
@@ -906,10 +911,7 @@ def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_run(kill_a
 @pytest.fixture(scope="module")
 def many_audio(tmp_path_factory):
     """80 short files: enough work left after the first segments for a signal to land mid-run."""
-    root = tmp_path_factory.mktemp("many")
-    (root / "audio").mkdir()
-    for k in range(80):
-        sf.write(root / "audio" / f"TR{k:03d}.wav", tone(3.0, freq=110.0 + 9 * k), SR)
+    root = _tones(tmp_path_factory.mktemp("many"), 80, first_hz=110.0, step_hz=9.0)
     reference = root / "reference.h5"
     invoke(["melspec", root / "audio", "-o", reference, "-j", "0"])
     return root, reference
