@@ -121,10 +121,14 @@ def cli(ctx, audio, output, id_map, sample_rate, n_fft, hop_length, n_mels, fmin
     from dcue_cli.io.atomic import check_output_path
 
     check_output_path(output, "mels file")
-    report = run_melspec(audio, output, config, checks=ClipChecks(min_seconds=min_seconds, silence_db=silence_db),
-                         id_map_path=id_map, jobs=default_jobs(jobs) if jobs is None else jobs, device=device,
-                         shard=parse_shard(shard), overwrite=overwrite, strict=strict,
-                         checkpoint_seconds=checkpoint_every, batch_size=batch_size)
+    try:
+        report = run_melspec(audio, output, config,
+                             checks=ClipChecks(min_seconds=min_seconds, silence_db=silence_db), id_map_path=id_map,
+                             jobs=default_jobs(jobs) if jobs is None else jobs, device=device,
+                             shard=parse_shard(shard), overwrite=overwrite, strict=strict,
+                             checkpoint_seconds=checkpoint_every, batch_size=batch_size)
+    except KeyboardInterrupt:
+        ctx.exit(130)  # what was done is kept and said (run_melspec); 130 as for train, 128 + SIGINT
     log.info(report.line(output))
     if report.failed:
         log.warning(f"{report.failed} inputs could not be used: see {report.failures_path}")
