@@ -88,6 +88,7 @@ class Outcome(NamedTuple):
     mel: np.ndarray | None
     seconds: float  # audio seconds used (after --offset, at most --max-seconds)
     reason: str | None = None
+    stats: tuple | None = None  # io.mels.item_stats of the mel, computed where the mel was
 
 
 class AudioError(Exception):
@@ -347,6 +348,15 @@ def float32_to_float16(values: np.ndarray) -> np.ndarray:
     return half.astype(np.uint16).view(np.float16)
 
 
+def stored_outcome(mel: np.ndarray, seconds: float, config: FeatureConfig) -> Outcome:
+    """The mel in its stored dtype, with its statistics: computed by the worker, they cost the
+    parent (the one writer, which bounds the speed-up of -j N) nothing."""
+    from dcue_cli.io.mels import item_stats
+
+    stored = to_stored(mel, config)
+    return Outcome(stored, seconds, None, item_stats(stored))
+
+
 def process(path, config: FeatureConfig, checks: ClipChecks = ClipChecks(), waveform_only=False) -> Outcome:
     """Decode, check and (unless waveform_only) compute one file; failures become an Outcome."""
     try:
@@ -356,7 +366,7 @@ def process(path, config: FeatureConfig, checks: ClipChecks = ClipChecks(), wave
             return Outcome(None, len(y) / config.sr, reason)
         if waveform_only:  # the torch path computes the features in the parent
             return Outcome(y, len(y) / config.sr)
-        return Outcome(to_stored(log_mel(y, config), config), len(y) / config.sr)
+        return stored_outcome(log_mel(y, config), len(y) / config.sr, config)
     except AudioError as exc:
         return Outcome(None, 0.0, str(exc))
     except MemoryError:
@@ -630,7 +640,7 @@ def extract_many(paths, config: FeatureConfig, *, jobs=1, checks: ClipChecks = C
         mels = torch_mel([held[k].mel for k in indices])
         for k, mel in zip(indices, mels):
             try:
-                held[k] = Outcome(to_stored(mel, config), held[k].seconds)
+                held[k] = stored_outcome(mel, held[k].seconds, config)
             except AudioError as exc:
                 held[k] = Outcome(None, held[k].seconds, str(exc))
         done = list(held)

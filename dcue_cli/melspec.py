@@ -236,7 +236,7 @@ def run_melspec(sources, output, config, *, checks=None, id_map_path=None, jobs=
             with contextlib.closing(outcomes) as stream:
                 for outcome, item_id in zip(stream, todo):
                     if outcome.mel is not None:
-                        writer.append(item_id, outcome.mel)
+                        writer.append(item_id, outcome.mel, outcome.stats)
                         report.written += 1
                         report.audio_seconds += outcome.seconds
                     else:

@@ -480,7 +480,8 @@ class MelsWriter:
         return len(self.present) - self.base_items - self.appended
 
     # --- appending ------------------------------------------------------------------------
-    def append(self, item_id: str, mel: np.ndarray):
+    def append(self, item_id: str, mel: np.ndarray, stats: tuple | None = None):
+        """Add one item; `stats`: its item_stats when already computed (by a worker)."""
         if item_id in self.present:
             raise ValueError(f"item {item_id!r} is already in {self.output}")
         mel = np.asarray(mel)
@@ -492,8 +493,9 @@ class MelsWriter:
             number = 1 + max([int(p.stem.split("-")[1]) for p in self._segments] or [0])
             self._segment = _AppendFile(self.partial / f"seg-{number:06d}.h5.tmp", self.attrs, self.n_mels,
                                         self.dtype)
-        mel = mel.astype(self.dtype, copy=False)
-        stats = item_stats(mel)
+        if mel.dtype != self.dtype or stats is None:
+            mel = mel.astype(self.dtype, copy=False)
+            stats = item_stats(mel)
         self._segment.append(item_id, mel, stats)
         if self._stream is not None:
             self._stream.append(item_id, mel, stats)
