@@ -12,6 +12,15 @@ tower of a trained model can be judged alone:
 Against the content ceiling (true style x true taste) and the popularity oracle. The decoding
 uses the generator's truth, so these rows are diagnostics, never methods.
 
+And what any cold-start model could reach, whatever its network: "hearing R^2 = r" gives every
+song the true style plus noise (each dimension keeps a share r of its variance, r = 1: perfect
+hearing) and every user the taste that a per-user logistic regression of played-or-not on those
+training-song styles fits (the user side of a two-tower model, done well). The ceiling itself
+uses the users' TRUE tastes, which no model knows; these rows say how well a model must hear for
+a given E. On `dcue synth` data one more row, "what the renderer lets be heard", hears every
+dimension perfectly except the mode, which the renderer plays as a coin weighted by the style
+(major or minor for the whole song): that dimension is heard as the best guess given the coin.
+
     python benchmarks/dcue_decomposition.py demo-out/data/truth.h5 demo-out/dcue.h5 \\
         demo-out/subset/plays.tsv demo-out/subset/splits.tsv --workdir /tmp/decomposition
 """
@@ -58,6 +67,71 @@ def decoded(truth, model, splits, seed=0):
     return (np.array(items, dtype=object), style_hat, style, np.array(users, dtype=object), taste_hat, taste)
 
 
+def users_fitted_to_plays(style, train, played, C=0.3):
+    """Each user's taste fitted by L2 logistic regression of played (1) or not (0) on the
+    training songs' style vectors: (users, dims). `played` is a (users, songs) bool matrix."""
+    from sklearn.linear_model import LogisticRegression
+
+    taste = np.zeros((played.shape[0], style.shape[1]))
+    for u in range(played.shape[0]):
+        y = played[u, train]
+        if 0 < y.sum() < len(y):
+            taste[u] = LogisticRegression(C=C, max_iter=500).fit(style[train], y).coef_[0]
+    return taste
+
+
+def rendered_style(truth, items):
+    """synth's style as its audio can tell it: the mode dimension replaced by E[mode | the
+    song's major/minor coin], redrawn from the renderer's own per-song stream. None when
+    `truth` is not synth's."""
+    from dcue_cli import synth
+
+    if truth.source != "synth-truth" or "seed" not in truth.attrs:
+        return None
+    seed = int(truth.attrs["seed"])
+    ti = truth.item_index()
+    index = np.array([ti[i] for i in items])
+    style = truth.item_vectors[index].astype(np.float64)
+    mode = synth.STYLE_DIMS.index("mode")
+    # The renderer's first draw from a song's audio stream is its coin (render_song).
+    major = np.array([synth._rng(seed, synth._STREAM_AUDIO, int(k)).random() for k in index]) \
+        < synth._sigmoid_cdf(style[:, mode])
+    z = np.linspace(-8, 8, 16001)
+    density = np.exp(-z * z / 2)
+    p = synth._sigmoid_cdf(z)
+    if_major = (z * p * density).sum() / (p * density).sum()
+    if_minor = (z * (1 - p) * density).sum() / ((1 - p) * density).sum()
+    style[:, mode] = np.where(major, if_major, if_minor)
+    return style
+
+
+def hearing_rows(truth, plays, splits, r2_values, seed=0):
+    """[(name, item vectors, user vectors)]: noisy true styles x users fitted to their plays."""
+    items = np.array([i for i in truth.item_ids if i in splits], dtype=object)
+    ti, tu = truth.item_index(), truth.user_index()
+    style = truth.item_vectors[[ti[i] for i in items]].astype(np.float64)
+    train = np.array([splits[i] == "train" for i in items])
+    column = {item: k for k, item in enumerate(items)}
+    users = np.array([u for u in plays.user_ids if u in tu], dtype=object)
+    row = {user: k for k, user in enumerate(users)}
+    played = np.zeros((len(users), len(items)), dtype=bool)
+    for u, i in zip(plays.user_ids[plays.users], plays.item_ids[plays.items]):
+        if u in row and i in column:
+            played[row[u], column[i]] = True
+    rng = np.random.default_rng(seed)
+    scale = style.std(0)
+    out = []
+    rendered = rendered_style(truth, items)
+    if rendered is not None:
+        out.append(("what the renderer lets be heard, users fitted", items, rendered, users,
+                    users_fitted_to_plays(rendered, train, played)))
+    for r2 in r2_values:
+        heard = np.sqrt(r2) * style + np.sqrt(1 - r2) * scale * rng.standard_normal(style.shape)
+        name = "perfect hearing, users fitted" if r2 >= 1 else f"hearing R2 {r2:g}, users fitted"
+        out.append((name, items, heard, users, users_fitted_to_plays(heard, train, played)))
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("truth")
@@ -65,21 +139,29 @@ def main():
     p.add_argument("plays")
     p.add_argument("splits")
     p.add_argument("--workdir", default="dcue-decomposition")
+    p.add_argument("--hearing", default="1,0.95,0.9,0.8",
+                   help="R^2 values for the 'hearing' rows (comma-separated; empty: none)")
     args = p.parse_args()
 
     from dcue_cli.io.embeddings import Embeddings, read_embeddings, write_embeddings
+    from dcue_cli.io.plays import read_plays
     from dcue_cli.io.tsv import read_splits
 
     truth = read_embeddings(args.truth, need_users=True)
     model = read_embeddings(args.model, need_users=True)
-    items, style_hat, style, users, taste_hat, taste = decoded(truth, model, read_splits(args.splits))
+    splits = read_splits(args.splits)
+    items, style_hat, style, users, taste_hat, taste = decoded(truth, model, splits)
+    rows = [("items decoded x true tastes", items, style_hat, users, taste),
+            ("true style x users decoded", items, style, users, taste_hat),
+            ("both decoded", items, style_hat, users, taste_hat)]
+    r2_values = [float(v) for v in args.hearing.split(",") if v.strip()]
+    if r2_values:
+        rows += hearing_rows(truth, read_plays(args.plays), splits, r2_values)
     os.makedirs(args.workdir, exist_ok=True)
     files = []
-    for name, iv, uv in (("items decoded x true tastes", style_hat, taste),
-                         ("true style x users decoded", style, taste_hat),
-                         ("both decoded", style_hat, taste_hat)):
-        path = os.path.join(args.workdir, name.replace(" ", "_") + ".h5")
-        write_embeddings(path, Embeddings(items, iv.astype(np.float32), users, uv.astype(np.float32),
+    for name, row_items, iv, row_users, uv in rows:
+        path = os.path.join(args.workdir, name.replace(" ", "_").replace(",", "") + ".h5")
+        write_embeddings(path, Embeddings(row_items, iv.astype(np.float32), row_users, uv.astype(np.float32),
                                           source="diagnostic", similarity="dot", attrs={"name": name}))
         files.append(path)
     report = json.loads(subprocess.run(
@@ -92,8 +174,8 @@ def main():
     print(f"cold-start AUC on {report['items']:,} test songs, {report['users']:,} users "
           f"(E: share of the ceiling's gain over popularity)")
     print(f"{'row':<36}{'AUC':>8}{'E':>7}")
-    for name in [ceiling, "items decoded x true tastes", "true style x users decoded", "both decoded",
-                 *[n for n in auc if n not in (ceiling, pop) and "decoded" not in n], pop]:
+    diagnostics = [name for name, *_ in rows]
+    for name in [ceiling, *diagnostics, *[n for n in auc if n not in (ceiling, pop, *diagnostics)], pop]:
         e = (auc[name] - auc[pop]) / (auc[ceiling] - auc[pop])
         print(f"{name:<36}{auc[name]:>8.4f}{e:>7.2f}")
 

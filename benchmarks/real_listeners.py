@@ -6,9 +6,10 @@ librosa example recordings in ../shared/data/librosa_music, or any folder of aud
 cut into short excerpts that are varied in pitch, speed and level; each excerpt's *audio
 descriptors* (spectral centroid, spectral flatness, onset rate, RMS level, zero-crossing
 rate, low-band energy share), computed from the waveform and never shown to the model,
-define what listeners like. Plays are drawn as `dcue synth` draws them: a user's distinct
-songs with probability proportional to exp(taste . descriptors + hidden taste . hidden -
-0.7 log(popularity rank)).
+define what listeners like. Plays are drawn by `dcue synth`'s own sampler with its default
+settings, the descriptors standing in for its style vector: a user's distinct songs with
+probability proportional to exp(taste . descriptors + hidden taste . hidden - 0.7
+log(popularity rank)), synth's activity and replay counts.
 
 Writes OUT/audio/*.wav, OUT/train_triplets.txt and OUT/truth.h5 (descriptors as item
 vectors, tastes as user vectors, similarity dot: scoring it gives the content ceiling).
@@ -59,16 +60,34 @@ def descriptors(y, sr):
     ])
 
 
+def draw_plays(style, users, seed, style_weight, hidden_weight):
+    """`dcue synth`'s own listeners on these songs: its world (popularity, hidden part, tastes,
+    activity, replays) with the standardised descriptors as the songs' style. Returns the world
+    and synth.sample_plays' (user, song, count) arrays."""
+    import dataclasses
+
+    from dcue_cli import synth
+
+    config = synth.SynthConfig(songs=len(style), users=users, seed=seed, style_weight=style_weight,
+                               hidden_weight=hidden_weight)
+    world = synth.make_world(config)
+    dims = style.shape[1]
+    # synth's tastes have 8 dimensions scaled by style_weight / sqrt(8): keep the scale for `dims`.
+    taste = world.taste[:, :dims] * np.sqrt(len(synth.STYLE_DIMS) / dims)
+    world = dataclasses.replace(world, style=style, taste=taste)
+    return world, synth.sample_plays(world)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out")
     p.add_argument("--audio", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                                    "shared", "data", "librosa_music"))
-    p.add_argument("--songs", type=int, default=400)
-    p.add_argument("--users", type=int, default=1000)
+    p.add_argument("--songs", type=int, default=2000, help="excerpts")
+    p.add_argument("--users", type=int, default=2000)
     p.add_argument("--seconds", type=float, default=6.0)
-    p.add_argument("--taste-weight", type=float, default=2.0)
-    p.add_argument("--hidden-weight", type=float, default=1.0)
+    p.add_argument("--style-weight", type=float, default=2.5, help="as dcue synth's (its default)")
+    p.add_argument("--hidden-weight", type=float, default=1.5, help="as dcue synth's (its default)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -102,21 +121,13 @@ def main():
     feats = np.array(feats)
     style = (feats - feats.mean(0)) / (feats.std(0) + 1e-9)
 
-    taste = rng.normal(size=(args.users, style.shape[1])) / np.sqrt(style.shape[1])
-    hidden = rng.normal(size=(args.songs, 4))
-    hidden_taste = rng.normal(size=(args.users, 4)) / 2.0
-    log_pop = -0.7 * np.log(1 + rng.permutation(args.songs))
-    logits = args.taste_weight * taste @ style.T + args.hidden_weight * hidden_taste @ hidden.T + log_pop
-    activity = np.clip(rng.lognormal(np.log(15), 0.8, args.users).astype(int), 5, args.songs // 4)
-    with open(os.path.join(args.out, "train_triplets.txt"), "w") as f:
-        for u in range(args.users):
-            gumbel = logits[u] - np.log(-np.log(rng.random(args.songs)))
-            f.writelines(f"LISTENER{u:05d}\t{ids[i]}\t{1 + rng.geometric(0.4)}\n"
-                         for i in np.argsort(-gumbel)[:activity[u]])
+    world, (users, songs, counts) = draw_plays(style, args.users, args.seed, args.style_weight, args.hidden_weight)
+    listeners = [f"LISTENER{u:05d}" for u in range(args.users)]
+    with open(os.path.join(args.out, "train_triplets.txt"), "w", encoding="utf-8") as f:
+        f.writelines(f"{listeners[u]}\t{ids[i]}\t{c}\n" for u, i, c in zip(users, songs, counts))
     write_embeddings(os.path.join(args.out, "truth.h5"), Embeddings(
-        np.array(ids, dtype=object), style.astype(np.float32),
-        np.array([f"LISTENER{u:05d}" for u in range(args.users)], dtype=object),
-        (args.taste_weight * taste).astype(np.float32), source="descriptor-truth", similarity="dot",
+        np.array(ids, dtype=object), style.astype(np.float32), np.array(listeners, dtype=object),
+        world.taste.astype(np.float32), source="descriptor-truth", similarity="dot",
         attrs={"name": "truth (audio descriptors)", "descriptors": ",".join(DESCRIPTORS),
                "recordings": len(files)}))
     print(f"{args.songs} excerpts of {len(files)} recordings, {args.users} listeners -> {args.out}")
