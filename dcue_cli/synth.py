@@ -3,8 +3,11 @@
 Every song has a latent *style* vector (8 dims); its audio is rendered from that vector so
 the style can be heard in a log-mel spectrogram of any 3 s crop: each dimension drives one
 musical attribute through a monotone map (tempo, register, brightness, percussiveness,
-mode, note density, timbre, vibrato/tremolo), while the melody, rhythm details and drum
-noise are per-song randomness that is not style. Every user has a taste vector in the same
+note density, timbre, vibrato/tremolo), while the melody, rhythm details and drum noise are
+per-song randomness that is not style. The mode is the exception: a song is major or minor,
+a coin weighted by its style, so only part of that dimension can be heard (a perfect
+listener recovers it with R^2 ~0.3; benchmarks/dcue_decomposition.py measures what this
+costs). Every user has a taste vector in the same
 space, a hidden taste for a non-audible part of each song (what audio cannot tell: lyrics,
 scene, fame) and a long-tailed activity. A user's distinct songs are drawn without
 replacement with probability proportional to

@@ -30,7 +30,8 @@ def cli(out_dir, songs, users, seconds, audio_format, sample_rate, seed, jobs, o
     unique_tracks.txt (track_id<SEP>song_id<SEP>artist<SEP>title), train_triplets.txt
     (user_id<TAB>song_id<TAB>count, no header) and tags.tsv (song_id<TAB>tag<TAB>weight,
     Last.fm-like). Every song has a latent style (tempo, register, brightness,
-    percussiveness, mode, note density, timbre, vibrato) that is audible in its audio; users
+    percussiveness, mode, note density, timbre, vibrato) that is audible in its audio (the
+    mode only in part: a song is major or minor, a coin weighted by its style); users
     play songs by taste x popularity, so audio predicts listeners better than popularity,
     but not perfectly. truth.h5 holds the drawn latents (embeddings format, diagnostics
     only: `dcue score truth.h5 ...` gives the content ceiling). The same --seed gives the
