@@ -521,7 +521,6 @@ class PairSampler:
         crops = self.source.random_crops(rows, g)
         return Batch(users, crops, weights, batch_neg_mask=batch_neg_mask, n_crops=rows.numel())
 
-
     def _song_grouped_batch(self, epoch: int, step: int) -> Batch:
         """B pairs on B / L songs: L listeners of each song share its one crop, so a step sees
         L times the pairs per crop through the audio network (its cost). Each song is a pair

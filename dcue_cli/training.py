@@ -849,8 +849,7 @@ class Trainer:
         users, items = users.float(), items.float()
         b = len(batch.users)
         if batch.pos_index is not None:  # song-grouped: S song crops, then the pool
-            n_songs = batch.batch_neg_mask.shape[1] if batch.batch_neg_mask is not None else int(
-                batch.pos_index.max()) + 1
+            n_songs = len(items) - batch.neg_mask.shape[1]  # shapes only: no wait on the device
             song_vec, pool = items[:n_songs], items[n_songs:]
             pos = cosine(users, song_vec[batch.pos_index].unsqueeze(1))[:, 0]
             neg = cosine_all(users, pool)
