@@ -1,8 +1,6 @@
 """Text renderings of a `dcue score` report: the human table and the per-user TSV."""
 
-import functools
 import math
-import operator
 
 from dcue_cli.evaluation import PAPER_TABLE1
 
@@ -67,7 +65,7 @@ def format_table(report: dict, paper: bool = False) -> str:
                 row += [f"{d['diff']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]", _p_text(d["p_wilcoxon"])]
             rows.append(row)
         extra = [x for x in metrics if x.startswith("ndcg@")][:1]
-        header = ["model", "ΔAUC [95% CI]", "p"] + functools.reduce(operator.iadd, ([f"Δ{short_name(x)} [95% CI]", "p"] for x in extra), [])
+        header = ["model", "ΔAUC [95% CI]", "p"] + [cell for x in extra for cell in (f"Δ{short_name(x)} [95% CI]", "p")]
         lines.extend(_table(header, rows))
     lines.append("")
     for m in models:
