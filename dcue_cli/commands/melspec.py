@@ -84,7 +84,8 @@ def cli(ctx, audio, output, id_map, sample_rate, n_fft, hop_length, n_mels, fmin
     7digital previews) or by its song id through --id-map. Defaults follow the paper: 22,050 Hz
     mono, STFT 1024 (Hann) hop 512, 128 mel bands, log10(1 + 10 mel), the first 30 s, stored as
     float16 with the mean and std of all values as attributes. Reruns resume: items already in
-    the output are skipped, and a killed run (even kill -9) restarts from its last checkpoint.
+    the output are skipped, and a killed run (even kill -9) restarts from its last checkpoint;
+    Ctrl-C or SIGTERM stops after the file in flight and keeps every item done (exit 130).
     Files that cannot be used are listed in OUTPUT.failures.tsv (path, reason), never fatal
     unless --strict.
 
