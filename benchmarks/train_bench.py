@@ -75,7 +75,7 @@ def ceiling(cfg_model, train_cfg, device, steps, warmup):
     import torch
 
     from dcue_cli.model import DCUE, cosine, cosine_all, hinge_loss
-    from dcue_cli.training import autocast_factory
+    from dcue_cli.runtime import autocast_factory
 
     torch.manual_seed(0)
     model = DCUE(cfg_model).to(device)
@@ -164,7 +164,8 @@ def main():
     import torch
 
     from dcue_cli.model import ModelConfig
-    from dcue_cli.training import TrainConfig, resolve_device
+    from dcue_cli.runtime import torch_device as resolve_device
+    from dcue_cli.training import TrainConfig
 
     os.makedirs(args.workdir, exist_ok=True)
     mels = os.path.join(args.workdir, f"mels-{args.items}x{args.frames}.h5")

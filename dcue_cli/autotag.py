@@ -287,26 +287,6 @@ class TaggerConfig:
     threads: int = 1  # CPU threads for torch: the network is small, and one thread is fastest
 
 
-def resolve_device(name: str) -> str:
-    """'auto' -> cuda when torch sees a GPU, else cpu; an unusable choice is a one-line error."""
-    import torch
-
-    if name in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise DcueError(f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N.") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DcueError(f"--device {name}: this torch sees no CUDA GPU: use --device cpu (or auto).")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DcueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices here.")
-    elif device.type != "cpu":
-        raise DcueError(f"--device {name!r} is not supported: use auto, cpu, cuda or cuda:N.")
-    return str(device)
-
-
 def build_mlp(in_dim: int, n_tags: int, hidden=(512, 512), dropout: float = 0.0):
     """Linear -> BatchNorm -> ReLU (-> Dropout) per hidden layer, then a linear layer of
     logits, one per tag (the sigmoid lives in the loss: BCE with logits)."""

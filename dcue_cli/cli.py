@@ -26,6 +26,16 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 class LazyGroup(click.Group):
+    def invoke(self, ctx):
+        # The library raises DcueError (no click in it); here it becomes click's one-line
+        # `Error: ...` with exit status 1, for every subcommand alike.
+        from dcue_cli.errors import DcueError
+
+        try:
+            return super().invoke(ctx)
+        except DcueError as exc:
+            raise click.ClickException(exc.message) from None
+
     def list_commands(self, ctx):
         return [name for name in COMMANDS if self._load(name) is not None]
 

@@ -53,15 +53,10 @@ def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 102
     """Compute the embeddings; returns a `dcue_cli.io.embeddings.Embeddings` (not yet written)."""
     from dcue_cli.data import MelCache, MelsReader, Normaliser, item_vectors
     from dcue_cli.io.embeddings import Embeddings
-    from dcue_cli.training import (
-        autocast_factory,
-        configure_backends,
-        load_checkpoint,
-        model_from_checkpoint,
-        resolve_device,
-    )
+    from dcue_cli.runtime import autocast_factory, configure_backends, torch_device
+    from dcue_cli.training import load_checkpoint, model_from_checkpoint
 
-    dev = resolve_device(device)
+    dev = torch_device(device)
     configure_backends(dev)
     ckpt = load_checkpoint(model_path)
     model = model_from_checkpoint(ckpt, model_path).to(dev).eval()

@@ -1,13 +1,18 @@
-"""The one exception type for a user's mistake: printed as `Error: ...`, exit 1, no traceback."""
+"""The one exception type for a user's mistake: printed as `Error: ...`, exit 1, no traceback.
 
-import click
+A plain Exception, so library modules raise it without depending on click; the root command
+(`dcue_cli.cli`) turns it into the one-line error and exit status at the command line.
+"""
 
 
-class DcueError(click.ClickException):
-    """A problem with the user's input or environment, with a message that says how to fix it.
-
-    Library code raises it too (it is a plain Exception subclass), so the same message
-    reaches a user of the Python API and of the command line.
-    """
+class DcueError(Exception):
+    """A problem with the user's input or environment, with a message that says how to fix it."""
 
     exit_code = 1
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def format_message(self) -> str:
+        return self.message

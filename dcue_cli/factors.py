@@ -6,7 +6,7 @@ and unobserved pairs preference 0 with confidence 1. `implicit` (0.7) takes the 
 matrix itself (it treats the stored values as C_ui), so the confidences are computed here and
 implicit's own `alpha` stays 1.
 
-The CPU or GPU is chosen in one place, `choose_device`; implicit's warnings (the OpenBLAS
+The CPU or GPU is chosen in one place, `dcue_cli.runtime.implicit_device`; implicit's warnings (the OpenBLAS
 thread-pool advice, its progress bar) are handled here so that a user sees only our log.
 """
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from dcue_cli import log
 from dcue_cli.errors import DcueError
+from dcue_cli.runtime import implicit_device, usable_cores
 
 CONFIDENCES = ("linear", "log")
 
@@ -52,41 +53,6 @@ def confidence(counts: np.ndarray, alpha: float, kind: str = "linear", epsilon: 
     return conf.astype(np.float32)
 
 
-def _gpu_available() -> bool:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "CUDA extension is built, but disabling GPU support ..."
-        import implicit.gpu
-
-    return bool(implicit.gpu.HAS_CUDA)
-
-
-def choose_device(device: str = "auto") -> str:
-    """'cpu' or 'gpu' for implicit: the one place that decides; a one-line error if impossible."""
-    device = (device or "auto").lower()
-    if device == "cpu":
-        return "cpu"
-    if device == "auto":
-        return "gpu" if _gpu_available() else "cpu"
-    if device in ("cuda", "gpu", "cuda:0"):
-        if not _gpu_available():
-            raise DcueError(f"--device {device}: this implicit has no CUDA support here (implicit.gpu.HAS_CUDA is "
-                            "False): use --device cpu, or install implicit built with CUDA.")
-        return "gpu"
-    if device.startswith("cuda:"):
-        raise DcueError(f"--device {device}: implicit uses the current CUDA device; run with "
-                        f"CUDA_VISIBLE_DEVICES={device[5:]} and --device cuda.")
-    raise DcueError(f"--device {device!r}: use auto, cpu or cuda.")
-
-
-def _usable_cores() -> int:
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def fit_wmf(counts, config: WmfConfig | None = None, show_progress: bool = True):
     """Fit WMF to a users x items sparse matrix of play counts.
 
@@ -111,8 +77,8 @@ def fit_wmf(counts, config: WmfConfig | None = None, show_progress: bool = True)
         raise DcueError("there are no plays to fit WMF to.")
     matrix.data = confidence(matrix.data, config.alpha, config.confidence, config.epsilon)
 
-    device = choose_device(config.device)
-    threads = config.threads or _usable_cores()
+    device = implicit_device(config.device)
+    threads = config.threads or usable_cores()
     log.info("fitting WMF on the %s: %s users x %s items, %s plays; %d factors, %d iterations, "
              "regularization %g, confidence %s (alpha %g%s)",
              "GPU (implicit CUDA)" if device == "gpu" else f"CPU ({threads} thread{'s' * (threads > 1)})",

@@ -411,31 +411,6 @@ class TorchMel:
         return out
 
 
-def resolve_device(device: str) -> str:
-    """'cpu' (numpy in the workers), 'cpu-torch', 'cuda', 'cuda:N' or 'auto' -> the one to use."""
-    device = (device or "cpu").strip().lower()
-    if device == "auto":
-        try:
-            import torch
-
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:
-            return "cpu"
-    if device in ("cpu", "cpu-torch"):
-        return device
-    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
-        import torch
-
-        if not torch.cuda.is_available():
-            from dcue_cli.errors import DcueError
-
-            raise DcueError(f"--device {device}: CUDA is not available here: use --device cpu.")
-        return device
-    from dcue_cli.errors import DcueError
-
-    raise DcueError(f"--device {device}: give cpu, cuda, cuda:N, cpu-torch or auto.")
-
-
 # ---------------------------------------------------------------------------------------------
 # Many files: worker processes, results in input order
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from dcue_cli import log
 from dcue_cli.errors import DcueError
 from dcue_cli.interrupts import StopSignals
+from dcue_cli.runtime import mel_device
 
 # What a folder scan names in its error message (it finds every format libsndfile reads).
 MAIN_EXTENSIONS = ("flac", "mp3", "ogg", "opus", "wav")
@@ -207,7 +208,7 @@ def run_melspec(sources, output, config, *, checks=None, id_map_path=None, jobs=
 
     start = time.perf_counter()
     checks = checks or features.ClipChecks()
-    device = features.resolve_device(device)
+    device = mel_device(device)
     id_map = read_id_map(id_map_path) if id_map_path else None
     inputs = assign_ids(gather_inputs(sources), id_map, os.path.basename(str(id_map_path or "")), shard)
     if not inputs.ids and not inputs.failures:

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from dcue_cli.runtime import usable_cores
+
 METRIC_NAMES = ("precision", "recall", "ndcg", "map")
 DEFAULT_CHUNK_ELEMENTS = 1 << 21  # scores per chunk: 8 MB of float32, cache-friendly to sort
 
@@ -297,7 +299,7 @@ def evaluate(
         return start, stop, _block_metrics(block, rows, sub.indices.astype(np.int64), n_cand[start:stop], ks, tables)
 
     starts = range(0, n_users, step)
-    threads = max(1, min(int(threads or _usable_cores()), len(starts)))
+    threads = max(1, min(int(threads or min(8, usable_cores())), len(starts)))
     with _maybe_pool(threads) as pool:
         results = pool.map(one_block, starts) if pool else map(one_block, starts)
         if progress:
@@ -321,15 +323,6 @@ def evaluate(
         "n_positives": np.diff(pos.indptr).astype(np.int64),
         "n_candidates": n_cand,
     }
-
-
-def _usable_cores() -> int:
-    import os
-
-    try:
-        return max(1, min(8, len(os.sched_getaffinity(0))))
-    except AttributeError:  # not on Linux
-        return max(1, min(8, os.cpu_count() or 1))
 
 
 class _maybe_pool:

@@ -1,7 +1,5 @@
 """Option decorators shared by the subcommands, so the same option means the same everywhere."""
 
-import os
-
 import click
 
 
@@ -17,15 +15,6 @@ def seed_option(default=0):
 
 def jobs_option(help_text="Worker processes (default: all cores)."):
     return click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help=help_text)
-
-
-def default_jobs(jobs):
-    if jobs:
-        return jobs
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def device_option(default="auto"):

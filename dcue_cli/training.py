@@ -24,6 +24,7 @@ import numpy as np
 
 from dcue_cli import __version__, log
 from dcue_cli.errors import DcueError
+from dcue_cli.runtime import autocast_factory, configure_backends, torch_device
 from dcue_cli.interrupts import StopSignals
 
 CHECKPOINT_FORMAT = "dcue-model"
@@ -104,56 +105,6 @@ def curves_path(output) -> Path:
 
 def log_path(output) -> Path:
     return sibling(output, ".log.tsv")
-
-
-# ---- device ----
-
-
-def resolve_device(spec: str = "auto", local_rank: int | None = None):
-    """The one place a device is chosen: auto -> CUDA when present (this process's GPU under
-    torchrun), else CPU. Asking for CUDA where there is none is a user's mistake."""
-    import torch
-
-    spec = (spec or "auto").strip().lower()
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank if local_rank is not None else torch.cuda.current_device())
-        return torch.device("cpu")
-    if spec == "cpu":
-        return torch.device("cpu")
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DcueError(f"--device {spec}: CUDA is not available on this machine "
-                            "(no GPU, or a CPU-only torch): use --device cpu or auto.")
-        if spec == "cuda":
-            return torch.device("cuda", local_rank if local_rank is not None else torch.cuda.current_device())
-        try:
-            index = int(spec.split(":", 1)[1])
-        except (IndexError, ValueError):
-            raise DcueError(f"--device {spec}: expected auto, cpu, cuda or cuda:N.") from None
-        if not 0 <= index < torch.cuda.device_count():
-            raise DcueError(f"--device {spec}: there are {torch.cuda.device_count()} CUDA devices "
-                            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}).")
-        return torch.device("cuda", index)
-    raise DcueError(f"--device {spec}: expected auto, cpu, cuda or cuda:N.")
-
-
-def autocast_factory(device, enabled: bool):
-    """bfloat16 autocast on CUDA when enabled; a no-op context elsewhere."""
-    import torch
-
-    if enabled and device.type == "cuda":
-        return lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return None
-
-
-def configure_backends(device):
-    import torch
-
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
 
 
 # ---- distributed ----
@@ -478,7 +429,7 @@ class Trainer:
         self.curves_file = curves_path(output)
         self.lock = None
         self.dist = init_distributed(device)
-        self.device = resolve_device(device, self.dist.local_rank if self.dist.enabled else None)
+        self.device = torch_device(device, self.dist.local_rank if self.dist.enabled else None)
         configure_backends(self.device)
         names = input_names or {}
         self.master = self.dist.master

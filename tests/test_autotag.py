@@ -375,7 +375,8 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
         pytest.skip("CUDA is present here")
     _write_set(tmp_path, n=20)
     result = invoke(["autotag", tmp_path / "signal.h5", tmp_path / "tags.tsv", "--device", "cuda"], expect=1)
-    assert result.stderr.strip() == "Error: --device cuda: this torch sees no CUDA GPU: use --device cpu (or auto)."
+    assert result.stderr.strip() == ("Error: --device cuda: CUDA is not available on this machine "
+                                     "(no GPU, or a CPU-only torch): use --device cpu or auto.")
 
 
 # ----------------------------------------------------------------------------- real data

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from conftest import invoke, shared_data
 
-from dcue_cli.factors import WmfConfig, choose_device, confidence, fit_wmf
+from dcue_cli.factors import WmfConfig, confidence, fit_wmf
+from dcue_cli.runtime import implicit_device as choose_device
 from dcue_cli.io.embeddings import read_embeddings
 
 

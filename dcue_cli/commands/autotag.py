@@ -100,6 +100,7 @@ def cli(inputs, splits_path, fractions, id_map_path, tag_names_path, top, min_we
       dcue autotag artists.h5 user_taggedartists_full.dat --tag-names tags.dat --predict tags.pred.tsv
     """
     from dcue_cli import autotag as at
+    from dcue_cli.runtime import torch_device
     from dcue_cli.io.atomic import check_output_path
     from dcue_cli.io.embeddings import read_embeddings
     from dcue_cli.io.tsv import read_id_map, read_splits, read_tags
@@ -111,7 +112,7 @@ def cli(inputs, splits_path, fractions, id_map_path, tag_names_path, top, min_we
         raise click.UsageError(f"--predict takes one embeddings file; {len(emb_paths)} were given: run once per file.")
     if predict_path == "-" and as_json:
         raise click.UsageError("--predict - and --json would both write to stdout: give --predict a file name.")
-    device = at.resolve_device(device)
+    device = str(torch_device(device))
     for path, what in ((per_tag_path, "--per-tag TSV"), (predict_path, "--predict TSV")):
         if path:
             check_output_path(path, what)  # before the training, not after

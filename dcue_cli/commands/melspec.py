@@ -11,7 +11,8 @@ import click
 
 from dcue_cli import log
 from dcue_cli.melspec import check_config, run_melspec
-from dcue_cli.options import default_jobs, output_option
+from dcue_cli.options import output_option
+from dcue_cli.runtime import default_jobs
 
 
 def parse_shard(text: str | None):

@@ -3,7 +3,8 @@
 import click
 
 from dcue_cli import log
-from dcue_cli.options import default_jobs, jobs_option, seed_option
+from dcue_cli.options import jobs_option, seed_option
+from dcue_cli.runtime import default_jobs
 
 
 @click.command("synth")
