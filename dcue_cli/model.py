@@ -143,6 +143,13 @@ class DCUE(nn.Module):
 
 
 @torch.no_grad()
+def all_user_vectors(model: DCUE, n_users: int, device, chunk: int = 65536) -> torch.Tensor:
+    """(n_users, d) float32: every user's vector, a chunk of users at a time."""
+    return torch.cat([model.user_vectors(torch.arange(a, min(a + chunk, n_users), device=device)).float()
+                      for a in range(0, n_users, chunk)])
+
+
+@torch.no_grad()
 def centre_outputs_(model: DCUE, crops: torch.Tensor) -> None:
     """Data-dependent initialisation: zero the mean item vector (over `crops`) and user vector.
 

@@ -159,22 +159,6 @@ def have_matplotlib() -> bool:
     return True
 
 
-def read_training_log(path) -> list:
-    """The rows of a `dcue train` log TSV as dicts of floats (blank cells as nan)."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    if not lines:
-        return []
-    head = lines[0].split("\t")
-    rows = []
-    for line in lines[1:]:
-        cells = line.split("\t")
-        if len(cells) != len(head):
-            continue
-        rows.append({k: float(v) if v not in ("", "-") else float("nan") for k, v in zip(head, cells)})
-    return rows
-
-
 def draw_training_curves(log_file, path, title: str = "") -> None:
     """Left: the training loss against the step; right: the validation AUC at each epoch's end
     (the best marked). From the log TSV, so it can be redrawn for any run."""
@@ -184,6 +168,7 @@ def draw_training_curves(log_file, path, title: str = "") -> None:
     from matplotlib.figure import Figure
 
     from dcue_cli.io.atomic import atomic_path
+    from dcue_cli.io.training_log import read_training_log
 
     rows = read_training_log(log_file)
     fig = Figure(figsize=(10, 3.8), layout="constrained")

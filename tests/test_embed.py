@@ -36,7 +36,7 @@ def test_item_vector_is_the_mean_over_non_overlapping_crops(toy, model, tmp_path
     import torch
 
     from dcue_cli.io.embeddings import read_embeddings
-    from dcue_cli.training import load_checkpoint, model_from_checkpoint
+    from dcue_cli.io.checkpoints import load_checkpoint, model_from_checkpoint
 
     out = tmp_path / "dcue.h5"
     invoke(["embed", model, toy / "mels.h5", "-o", out, "--batch-crops", "7"])  # batches cut across items

@@ -158,7 +158,7 @@ def test_losses():
 def test_crops_stay_inside_long_clips_and_tile_short_ones():
     import torch
 
-    from dcue_cli.data import crop_positions, random_starts, tiled_crop_plan
+    from dcue_cli.crops import crop_positions, random_starts, tiled_crop_plan
 
     g = torch.Generator().manual_seed(0)
     lengths = torch.tensor([130, 131, 500, 40, 1] * 200)
@@ -179,7 +179,8 @@ def test_cache_holds_the_chosen_items_in_the_given_order(toy):
     import h5py
     import torch
 
-    from dcue_cli.data import MelCache, MelsReader, Normaliser
+    from dcue_cli.crops import MelCache, Normaliser
+    from dcue_cli.train.data import MelsReader
 
     items = np.array([5, 2, 3, 4, 9, 0])  # out of file order, with a consecutive run
     with MelsReader(toy / "mels.h5") as reader:
@@ -194,13 +195,9 @@ def test_cache_holds_the_chosen_items_in_the_given_order(toy):
 
 
 def _sampler(toy, **kwargs):
-    from dcue_cli.data import (
-        MelCache,
-        MelsReader,
-        Normaliser,
-        PairSampler,
-        load_training_data,
-    )
+    from dcue_cli.crops import MelCache, Normaliser
+    from dcue_cli.train.data import MelsReader, load_training_data
+    from dcue_cli.train.sampling import PairSampler
     from dcue_cli.io.plays import read_plays
     from dcue_cli.io.tsv import read_splits
 
@@ -317,7 +314,7 @@ def test_training_learns_the_toy_world(trained):
 
 def test_curves_are_drawn_beside_the_log(trained):
     pytest.importorskip("matplotlib")
-    from dcue_cli.plots import read_training_log
+    from dcue_cli.io.training_log import read_training_log
 
     out, _result, _ = trained
     png = out.with_name("model.curves.png")
@@ -386,7 +383,8 @@ def test_interrupt_saves_and_resumes_mid_epoch(toy, tmp_path):
     from dcue_cli import log
     from dcue_cli.io.plays import read_plays
     from dcue_cli.io.tsv import read_splits
-    from dcue_cli.training import TrainConfig, Trainer, TrainingInterrupted
+    from dcue_cli.train.config import TrainConfig, TrainingInterrupted
+    from dcue_cli.train.loop import Trainer
 
     log.configure(quiet=True)
     sizes = {"conv_channels": (16, 32, 32), "conv_kernels": (4, 4, 2), "pool_sizes": (4, 4, 2), "crop_frames": 32,
@@ -429,7 +427,8 @@ def test_learning_rate_drops_on_a_plateau_and_early_stopping(toy, tmp_path):
     from dcue_cli import log
     from dcue_cli.io.plays import read_plays
     from dcue_cli.io.tsv import read_splits
-    from dcue_cli.training import TrainConfig, Trainer
+    from dcue_cli.train.config import TrainConfig
+    from dcue_cli.train.loop import Trainer
 
     log.configure(quiet=True)
     cfg = TrainConfig(batch_size=16, negatives=5, epochs=10, steps_per_epoch=2, patience=3, plateau_patience=1,
