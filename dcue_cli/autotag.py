@@ -235,7 +235,7 @@ def prepare_dataset(
 def per_tag_auc(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """ROC-AUC of each tag (column) over the items (rows); NaN where a tag has no positive
     or no negative. Ties count one half, exactly as sklearn's roc_auc_score."""
-    from dcue_cli.metrics import auc_per_user
+    from dcue_cli.evaluate.metrics import auc_per_user
 
     return auc_per_user(np.asarray(scores).T, np.asarray(labels, dtype=bool).T)
 

@@ -136,3 +136,12 @@ def configure_backends(device) -> None:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+
+
+def have_matplotlib() -> bool:
+    """Whether the optional plotting extra (`dcue[plot]`) is installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True

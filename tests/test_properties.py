@@ -16,7 +16,7 @@ from hypothesis.extra.numpy import arrays
 from dcue_cli.errors import DcueError
 from dcue_cli.io.plays import read_plays, write_plays
 from dcue_cli.io.tsv import read_id_map, read_splits, read_tags, write_splits
-from dcue_cli.metrics import auc_per_user, per_user_metrics
+from dcue_cli.evaluate.metrics import auc_per_user, per_user_metrics
 
 # Each example writes a file under tmp_path: the function-scoped fixture is shared on purpose.
 FILES = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -271,7 +271,7 @@ def test_a_perfect_ranking_scores_one_and_all_ties_score_the_random_baseline(sp)
 def test_chunked_evaluation_equals_the_dense_computation(sp, dim, chunk, seed):
     import scipy.sparse as sp_
 
-    from dcue_cli.metrics import evaluate
+    from dcue_cli.evaluate.metrics import evaluate
 
     _, positives = sp
     rng = np.random.default_rng(seed)

@@ -154,7 +154,7 @@ class Trainer:
         return None, cfg
 
     def _can_draw(self) -> bool:
-        from dcue_cli.plots import have_matplotlib
+        from dcue_cli.runtime import have_matplotlib
 
         if have_matplotlib():
             return True
@@ -234,7 +234,7 @@ class Trainer:
         """Redraw model.curves.png from the log; a failure is a warning, never the end of a run."""
         if not self.draw_curves:
             return
-        from dcue_cli.plots import draw_training_curves
+        from dcue_cli.train.curves import draw_training_curves
 
         try:
             draw_training_curves(self.log_file, self.curves_file,

@@ -31,7 +31,7 @@ class Validator:
     def __call__(self, model) -> float:
         from dcue_cli.crops import item_vectors
         from dcue_cli.model import all_user_vectors
-        from dcue_cli.metrics import mean_auc
+        from dcue_cli.evaluate.metrics import mean_auc
 
         was_training = model.training
         model.eval()
