@@ -1,6 +1,6 @@
 """The deep content-user embedding networks and their losses (no I/O, no devices, no files).
 
-Defaults are the paper's and the authors' released Keras code (DESIGN.md, "The model"):
+Defaults are the paper's and the authors' released Keras code (docs/design.md, "The model"):
 
     audio  (B, frames, n_mels) -> Conv1D over time, mel bins as channels, 'same' padding, ReLU:
            128 k4 -> maxpool 4; 256 k4 -> pool 4; 256 k4 -> pool 4; 256 k2 -> pool 2; 256 k1;
