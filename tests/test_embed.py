@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import invoke
-from test_train import N_MELS, make_toy, toy_args
+from conftest import N_MELS, invoke, make_toy, toy_args
 
 
 @pytest.fixture(scope="module")

@@ -13,56 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO, invoke
-
-N_MELS = 16
-# a model small enough for a CPU test: 3 conv layers, 32-frame crops
-SMALL = ["--conv-channels", "16,32,32", "--conv-kernels", "4,4,2", "--pool-sizes", "4,4,2",
-         "--crop-frames", "32", "--embed-dim", "32", "--user-embed-dim", "32", "--user-hidden", "32"]
-
-
-def make_toy(out, n_songs=60, n_users=40, n_styles=3, frames=(20, 120), seed=0, with_stats=True,
-             prefix="S", n_mels=N_MELS):
-    """mels.h5 (the DESIGN contract), plays.tsv and splits.tsv of a learnable toy world."""
-    import h5py
-
-    rng = np.random.default_rng(seed)
-    os.makedirs(out, exist_ok=True)
-    style = rng.integers(n_styles, size=n_songs)
-    ids = [f"{prefix}{i:04d}" for i in range(n_songs)]
-    pattern = np.random.default_rng(99).normal(size=(n_styles, n_mels))
-    mels, offsets = [], [0]
-    for i in range(n_songs):
-        length = int(rng.integers(*frames))
-        mels.append((rng.normal(size=(length, n_mels)) * 0.5 + pattern[style[i]]).astype(np.float16))
-        offsets.append(offsets[-1] + length)
-    frames_all = np.concatenate(mels)
-    with h5py.File(os.path.join(out, "mels.h5"), "w") as f:
-        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
-        f.create_dataset("offsets", data=np.array(offsets, np.int64))
-        f.create_dataset("mel", data=frames_all, chunks=(64, n_mels), maxshape=(None, n_mels))
-        f.attrs.update({"sr": 22050, "hop_length": 512, "n_fft": 1024, "n_mels": n_mels})
-        if with_stats:
-            f.attrs["mean"] = float(frames_all.astype(np.float64).mean())
-            f.attrs["std"] = float(frames_all.astype(np.float64).std())
-    taste = rng.integers(n_styles, size=n_users)
-    with open(os.path.join(out, "plays.tsv"), "w") as f:
-        for u in range(n_users):
-            for i in range(n_songs):
-                if rng.random() < (0.5 if style[i] == taste[u] else 0.03):
-                    f.write(f"U{u:03d}\t{ids[i]}\t{int(rng.integers(1, 5))}\n")
-    order = rng.permutation(n_songs)
-    with open(os.path.join(out, "splits.tsv"), "w") as f:
-        for k, i in enumerate(order):
-            split = "train" if k < 0.6 * n_songs else ("valid" if k < 0.8 * n_songs else "test")
-            f.write(f"{ids[i]}\t{split}\n")
-    return out
-
-
-def toy_args(d, out, *extra):
-    return ["train", d / "mels.h5", d / "plays.tsv", "--splits", d / "splits.tsv", "-o", out, *SMALL,
-            "--batch-size", "16", "--negatives", "5", *extra]
-
+from conftest import N_MELS, REPO, SMALL, invoke, make_toy, toy_args
 
 def read_log(path):
     with open(path, encoding="utf-8") as f:
