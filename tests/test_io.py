@@ -8,7 +8,8 @@ import pytest
 from dcue_cli.errors import DcueError
 from dcue_cli.io.embeddings import Embeddings, read_embeddings, write_embeddings
 from dcue_cli.io.plays import read_plays
-from dcue_cli.io.tsv import read_id_map, read_splits, read_tags
+from dcue_cli.io.splits import read_splits
+from dcue_cli.io.tsv import read_id_map, read_tags
 
 
 def test_plays_bom_crlf_header_and_latin1(tmp_path):
@@ -105,7 +106,8 @@ def test_failed_write_leaves_nothing(tmp_path):
 
 
 def test_fixed_width_fast_path_matches_general_reader(tmp_path):
-    from dcue_cli.io import plays as reader
+    from dcue_cli.io.plays_fixed import read_fixed_width
+    from dcue_cli.io.plays_pandas import read_with_pandas
 
     rng = np.random.default_rng(1)
     users = [f"{rng.integers(16**8):08x}" * 5 for _ in range(30)]  # 40-hex, Taste Profile style
@@ -113,8 +115,8 @@ def test_fixed_width_fast_path_matches_general_reader(tmp_path):
     lines = [f"{users[rng.integers(30)]}\t{songs[rng.integers(60)]}\t{rng.integers(1, 300)}" for _ in range(2000)]
     path = tmp_path / "p.tsv"
     path.write_text("\n".join(sorted(lines)))  # grouped by user, no final newline
-    fixed = reader._read_fixed_width(path, False, block_bytes=4096)
-    general = reader._read_fast(path, (0, 1, 2), False, 500, False)
+    fixed = read_fixed_width(path, False, block_bytes=4096)
+    general = read_with_pandas(path, (0, 1, 2), False, 500, False)
     for attr in ("user_ids", "item_ids", "users", "items", "counts"):
         assert np.array_equal(getattr(fixed, attr), getattr(general, attr)), attr
     assert np.array_equal(read_plays(path).counts, general.counts)

@@ -90,7 +90,7 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
       dcue score dcue.h5 --user b80344d063b5ccb3212f76538f3d9e43d87dca9e -k 5 \\
           --exclude-played sub/plays.tsv --id-map unique_tracks.txt
     """
-    from dcue_cli.io.tsv import parse_columns, parse_header_option
+    from dcue_cli.io.rows import parse_columns, parse_header_option
 
     ks = _parse_ks(k_text)
     read_opts = {"columns": parse_columns(columns, 3), "header": parse_header_option(header), "skip_bad": skip_bad}
@@ -150,7 +150,7 @@ def _evaluate(embeddings, plays, splits, on_split, train_plays, test_plays, popu
     from dcue_cli.io.atomic import open_text_output
     from dcue_cli.io.embeddings import read_embeddings
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.io.splits import read_splits
     from dcue_cli.report import format_table, write_per_user
 
     files = [read_embeddings(path, need_users=True) for path in embeddings]  # fail fast, before the plays
@@ -227,7 +227,7 @@ def _query(embeddings, user, item, k, exclude_played, id_map, items_split, split
     emb = read_embeddings(embeddings[0], need_users=user is not None)
     allowed = None
     if items_split != "all":
-        from dcue_cli.io.tsv import read_splits
+        from dcue_cli.io.splits import read_splits
 
         allowed = {i for i, s in read_splits(splits).items() if s == items_split}
     titles = None

@@ -150,7 +150,8 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
     """
     from dcue_cli.io.embeddings import read_embeddings
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import parse_columns, parse_header_option, read_splits
+    from dcue_cli.io.rows import parse_columns, parse_header_option
+    from dcue_cli.io.splits import read_splits
     from dcue_cli.training import TrainConfig, Trainer, TrainingInterrupted
 
     if objective == "regress" and not target:

@@ -59,7 +59,8 @@ def cli(plays, splits, fit_on, output, factors, regularization, iterations, alph
     from dcue_cli.io.atomic import check_output_path
     from dcue_cli.io.embeddings import Embeddings, write_embeddings
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import parse_columns, parse_header_option, read_splits
+    from dcue_cli.io.rows import parse_columns, parse_header_option
+    from dcue_cli.io.splits import read_splits
 
     if splits and not fit_on:
         raise click.UsageError("--splits needs --fit-on: 'all' (the paper's WMF row, fitted on every song: an "
