@@ -1,4 +1,4 @@
-"""`dcue wmf` and dcue_cli.factors: confidences, fitting, the embeddings it writes, its errors."""
+"""`dcue wmf` and dcue_cli.wmf: confidences, fitting, the embeddings it writes, its errors."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import invoke, shared_data
 
-from dcue_cli.factors import WmfConfig, confidence, fit_wmf
+from dcue_cli.wmf import WmfConfig, confidence, fit_wmf
 from dcue_cli.runtime import implicit_device as choose_device
 from dcue_cli.io.embeddings import read_embeddings
 
