@@ -43,6 +43,27 @@ def _order(ids: np.ndarray, key: np.ndarray) -> np.ndarray:
     return np.lexsort((ids.astype(str), -key))
 
 
+def _candidate_songs(plays, totals, allowed_songs, excluded_songs, min_plays, report) -> np.ndarray:
+    """Codes of the songs not excluded, with audio (if asked) and with at least `min_plays`; counted."""
+    usable = np.ones(plays.n_items, bool)
+    if excluded_songs:
+        bad = np.fromiter((i in excluded_songs for i in plays.item_ids), bool, plays.n_items)
+        report.excluded_songs = int(bad.sum())
+        usable &= ~bad
+    if allowed_songs is not None:
+        has = np.fromiter((i in allowed_songs for i in plays.item_ids), bool, plays.n_items)
+        report.songs_without_audio = int((usable & ~has).sum())
+        usable &= has
+    if min_plays > 1:
+        low = usable & (totals < min_plays)
+        report.below_min_plays = int(low.sum())
+        usable &= ~low
+    candidates = np.flatnonzero(usable)
+    if len(candidates) == 0:
+        raise DcueError("no song is left after --songs-with/--exclude/--min-plays: check those inputs.")
+    return candidates
+
+
 def select_subset(
     plays: Plays,
     *,
@@ -59,23 +80,8 @@ def select_subset(
     no play among the kept users are dropped. Returns (Plays, SubsetReport).
     """
     report = SubsetReport(len(plays), plays.n_users, plays.n_items)
-    usable = np.ones(plays.n_items, bool)
-    if excluded_songs:
-        bad = np.fromiter((i in excluded_songs for i in plays.item_ids), bool, plays.n_items)
-        report.excluded_songs = int(bad.sum())
-        usable &= ~bad
-    if allowed_songs is not None:
-        has = np.fromiter((i in allowed_songs for i in plays.item_ids), bool, plays.n_items)
-        report.songs_without_audio = int((usable & ~has).sum())
-        usable &= has
     totals = plays.item_totals()
-    if min_plays > 1:
-        low = usable & (totals < min_plays)
-        report.below_min_plays = int(low.sum())
-        usable &= ~low
-    candidates = np.flatnonzero(usable)
-    if len(candidates) == 0:
-        raise DcueError("no song is left after --songs-with/--exclude/--min-plays: check those inputs.")
+    candidates = _candidate_songs(plays, totals, allowed_songs, excluded_songs, min_plays, report)
     ranked = candidates[_order(plays.item_ids[candidates], totals[candidates])]
     if n_songs and len(ranked) < n_songs:
         report.notes.append(f"only {len(ranked)} songs available, fewer than --songs {n_songs}: keeping all of them")
