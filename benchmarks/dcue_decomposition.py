@@ -145,7 +145,7 @@ def main():
 
     from dcue_cli.io.embeddings import Embeddings, read_embeddings, write_embeddings
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.io.splits import read_splits
 
     truth = read_embeddings(args.truth, need_users=True)
     model = read_embeddings(args.model, need_users=True)

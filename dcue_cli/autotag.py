@@ -21,7 +21,8 @@ import numpy as np
 from dcue_cli import log
 from dcue_cli.errors import DcueError
 from dcue_cli.io.text import display_name, open_text
-from dcue_cli.io.tsv import SPLITS, iter_rows
+from dcue_cli.io.rows import iter_rows
+from dcue_cli.io.splits import SPLITS
 
 # The paper's Table 2 (MSD songs, 50 Last.fm tags), keyed by the embeddings' `source`.
 PAPER_AUC = {"wmf": 0.8683, "wmf-regression": 0.7876, "dcue": 0.8450}

@@ -72,7 +72,7 @@ def make_toy(out, n_songs=60, n_users=40, n_styles=3, frames=(20, 120), seed=0, 
 
     from dcue_cli.io.mels import MelsWriter
     from dcue_cli.io.plays import Plays, write_plays
-    from dcue_cli.io.tsv import write_splits
+    from dcue_cli.io.splits import write_splits
 
     rng = np.random.default_rng(seed)
     out = Path(out)
@@ -122,3 +122,64 @@ SMALL = ["--conv-channels", "16,32,32", "--conv-kernels", "4,4,2", "--pool-sizes
 def toy_args(d, out, *extra):
     return ["train", d / "mels.h5", d / "plays.tsv", "--splits", d / "splits.tsv", "-o", out, *SMALL,
             "--batch-size", "16", "--negatives", "5", *extra]
+
+
+# ----------------------------------------------------------------------------- hostile-input helpers
+# (appended by helper DATA: shared by the adversarial cases that moved beside the code they attack)
+
+
+def fails(args, message, expect=1, input=None):
+    """Run `dcue ARGS`, expect exit `expect` and exactly this one-line message."""
+    result = invoke(args, input=input, expect=expect)
+    assert error_line(result) == message
+    return result
+
+
+def assert_absent(*targets):
+    """Nothing under the real name, and no temporary file of ours left beside it."""
+    for target in map(Path, targets):
+        assert not target.exists(), f"{target} was written"
+        if target.parent.exists():
+            leftovers = [p.name for p in target.parent.iterdir()
+                         if p.name.startswith(f".{target.name}.") and p.name.endswith(".tmp")]
+            assert not leftovers, leftovers
+
+
+def tsv_ids():
+    """A hypothesis strategy for ids in a TSV: any text without the separators (tab, newline), not
+    empty; surrogate escapes stand for undecodable bytes (a Latin-1 file read as UTF-8) and must
+    survive a round trip as bytes."""
+    from hypothesis import strategies as st
+
+    chars = st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\t\n\r\x0b\x0c\x1c\x1d\x1e\x85"
+                          "\u2028\u2029\ufeff")
+    return st.one_of(
+        st.text(chars, min_size=1, max_size=12),
+        st.binary(min_size=1, max_size=8).map(lambda b: b.replace(b"\t", b"_").replace(b"\n", b"_")
+                                              .replace(b"\r", b"_").decode("utf-8", "surrogateescape")),
+    ).filter(lambda s: s.strip() != "" and not s.startswith(("\ufeff", "\x1f")))  # not a BOM, nor gzip's magic
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A small plays file (40 users x 30 songs), its splits, tags, and a WMF-like embeddings file."""
+    import numpy as np
+
+    from dcue_cli.io.embeddings import Embeddings, write_embeddings
+
+    root = tmp_path_factory.mktemp("world")
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(40):
+        for i in rng.choice(30, size=8, replace=False):
+            rows.append(f"u{u:02d}\ts{i:02d}\t{rng.integers(1, 9)}\n")
+    (root / "plays.tsv").write_text("".join(rows))
+    split = {i: ("train" if i < 20 else "valid" if i < 24 else "test") for i in range(30)}
+    (root / "splits.tsv").write_text("".join(f"s{i:02d}\t{s}\n" for i, s in split.items()))
+    (root / "tags.tsv").write_text("".join(f"s{i:02d}\t{'rock' if i % 2 else 'jazz'}\t{50 + i}\n"
+                                           for i in range(30)))
+    items = np.array([f"s{i:02d}" for i in range(30)], dtype=object)
+    users = np.array([f"u{u:02d}" for u in range(40)], dtype=object)
+    write_embeddings(root / "emb.h5", Embeddings(items, rng.normal(size=(30, 4)), users, rng.normal(size=(40, 4)),
+                                                 source="wmf", similarity="dot", attrs={"name": "WMF"}))
+    return root

@@ -29,8 +29,6 @@ from dcue_cli.io.embeddings import Embeddings, read_embeddings, write_embeddings
 from dcue_cli.io.mels import MelsFile, MelsWriter
 
 SR = 22050
-PLAYS_FIX = (" (expected user_id<TAB>item_id<TAB>count; use --columns to pick fields, --skip-bad to skip "
-             "bad lines)")
 EMB_HINT = "was it written by `dcue embed` or `dcue wmf`?"
 
 
@@ -298,97 +296,7 @@ def test_id_map_that_does_not_know_a_file_counts_it(hostile_audio, tmp_path):
         f"{a / 'ch2.wav'}\tch2 is not a track id in unique_tracks.txt\n")
 
 
-# ============================================================================= plays TSV
-
-CLEAN = "u1\ti1\t3\nu1\ti2\t1\nu2\ti1\t2\nu2\ti3\t5\n"
-
-BAD_PLAYS = {  # name: (bytes, the message after "<file>:")
-    "two fields": (b"u1\ti1\t3\nu1\ti2\n", "2: expected 3 tab-separated fields, found 2: 'u1\\ti2'"),
-    "four fields": (b"u1\ti1\t3\nu1\ti2\t1\tx\n", "2: expected 3 tab-separated fields, found 4: 'u1\\ti2\\t1\\tx'"),
-    "spaces not tabs": (b"u1 i1 3\n", "1: expected 3 tab-separated fields, found 1: 'u1 i1 3'"),
-    "comma separated": (b"u1,i1,3\n", "1: expected 3 tab-separated fields, found 1: 'u1,i1,3'"),
-    "word count": (b"u1\ti1\t3\nu1\ti2\tmany\n", "2: count 'many' is not a positive integer: 'u1\\ti2\\tmany'"),
-    "negative count": (b"u1\ti1\t3\nu1\ti2\t-1\n", "2: count '-1' is not a positive integer: 'u1\\ti2\\t-1'"),
-    "zero count": (b"u1\ti1\t3\nu1\ti2\t0\n", "2: count '0' is not a positive integer: 'u1\\ti2\\t0'"),
-    "fractional count": (b"u1\ti1\t3\nu1\ti2\t2.5\n", "2: count '2.5' is not a positive integer: 'u1\\ti2\\t2.5'"),
-    "huge count": (b"u1\ti1\t3\nu1\ti2\t99999999999\n",
-                   "2: count '99999999999' is not a positive integer: 'u1\\ti2\\t99999999999'"),
-    "nan count": (b"u1\ti1\t3\nu1\ti2\tnan\n", "2: count 'nan' is not a positive integer: 'u1\\ti2\\tnan'"),
-    "empty id": (b"u1\ti1\t3\n\ti2\t1\n", "2: empty user or item id: '\\ti2\\t1'"),
-    "utf-16": ("u1\ti1\t3\n".encode("utf-16"), None),
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_PLAYS))
-def test_bad_plays_line_is_named_and_nothing_is_written(world, tmp_path, case):
-    data, message = BAD_PLAYS[case]
-    path = tmp_path / "plays.tsv"
-    path.write_bytes(data)
-    result = invoke(["subset", path, "-o", tmp_path / "out", "--songs", 0, "--users", 0], expect=1)
-    text = error_line(result)
-    assert text.startswith(f"{path}:") and text.endswith(PLAYS_FIX)
-    if message:
-        assert text == f"{path}:{message}{PLAYS_FIX}"
-    assert_absent(tmp_path / "out" / "plays.tsv", tmp_path / "out" / "splits.tsv")
-
-
-@pytest.mark.parametrize("command", ["wmf", "score cold", "score warm", "score query"])
-def test_every_command_reading_plays_names_the_bad_line(world, tmp_path, command):
-    path = tmp_path / "plays.tsv"
-    path.write_bytes(b"u01\ts01\t3\nu01\ts02\t-4\n")
-    message = f"{path}:2: count '-4' is not a positive integer: 'u01\\ts02\\t-4'{PLAYS_FIX}"
-    out = tmp_path / "w.h5"
-    args = {
-        "wmf": ["wmf", path, "-o", out, "--factors", 2, "--iterations", 1],
-        "score cold": ["score", world / "emb.h5", "--plays", path, "--splits", world / "splits.tsv"],
-        "score warm": ["score", world / "emb.h5", "--train-plays", world / "plays.tsv", "--test-plays", path],
-        "score query": ["score", world / "emb.h5", "--user", "u01", "--exclude-played", path],
-    }[command]
-    fails(args, message)
-    assert_absent(out)
-
-
-def test_skip_bad_counts_what_it_skips(tmp_path):
-    path = tmp_path / "plays.tsv"
-    path.write_bytes(b"u1\ti1\t3\nu1\ti2\t-1\nu1\ti3\nu2\ti1\tx\nu2\ti2\t2\n")
-    result = invoke(["subset", path, "-o", tmp_path / "out", "--songs", 0, "--users", 0, "--skip-bad"])
-    assert f"Warning: {path}: skipped 3 bad lines (--skip-bad)" in result.stderr
-    assert f"read {path}: 2 rows, 2 users, 2 songs (3 bad lines skipped)" in result.stderr
-    assert (tmp_path / "out" / "plays.tsv").read_text() == "u1\ti1\t3\nu2\ti2\t2\n"
-    path.write_bytes(b"bad\nworse\n")
-    fails(["subset", path, "-o", tmp_path / "out2", "--skip-bad"],
-          f"{path} has no plays (every line was bad): expected lines of user_id<TAB>item_id<TAB>count.")
-    assert_absent(tmp_path / "out2" / "plays.tsv")
-
-
-@pytest.mark.parametrize("variant", ["bom", "crlf", "blank lines", "bom crlf blank gz", "trailing spaces in counts",
-                                     "header", "stdin"])
-def test_harmless_variations_read_exactly_like_the_clean_file(tmp_path, variant):
-    import gzip
-
-    invoke(["subset", "-", "-o", tmp_path / "clean", "--songs", 0, "--users", 0], input=CLEAN)
-    text = CLEAN
-    if "crlf" in variant:
-        text = text.replace("\n", "\r\n")
-    if "blank" in variant:
-        text = "\n\n" + text.replace("\r\n" if "crlf" in variant else "\n", "\n\n  \n", 2) + "\n\n"
-    if "trailing" in variant:
-        text = text.replace("\n", " \n")
-    if "header" in variant:
-        text = "user\tsong\tplays\n" + text
-    data = (b"\xef\xbb\xbf" if "bom" in variant else b"") + text.encode()
-    name = "plays.tsv.gz" if "gz" in variant else "plays.tsv"
-    (tmp_path / name).write_bytes(gzip.compress(data) if "gz" in variant else data)
-    source = "-" if variant == "stdin" else tmp_path / name
-    result = invoke(["subset", source, "-o", tmp_path / "out", "--songs", 0, "--users", 0],
-                    input=data if variant == "stdin" else None)
-    for out in ("plays.tsv", "splits.tsv"):
-        assert (tmp_path / "out" / out).read_bytes() == (tmp_path / "clean" / out).read_bytes(), out
-    if variant == "header":  # a header where none is expected is detected, and said
-        assert f"{tmp_path / name}:1: skipped as a header line (--header no reads it as data): " \
-               "'user\\tsong\\tplays'" in result.stderr
-        fails(["subset", tmp_path / name, "-o", tmp_path / "no", "--header", "no"],
-              f"{tmp_path / name}:1: count 'plays' is not a positive integer: 'user\\tsong\\tplays'{PLAYS_FIX}")
+# ============================================================================= odd ids through every command
 
 
 def test_odd_ids_survive_byte_for_byte_through_subset_wmf_score_and_autotag(tmp_path):
@@ -419,95 +327,7 @@ def test_odd_ids_survive_byte_for_byte_through_subset_wmf_score_and_autotag(tmp_
     assert b"caf\xe9\t" in predicted and b"r\xf6ck" in predicted
 
 
-def test_duplicated_rows_are_summed_and_counted(tmp_path):
-    (tmp_path / "plays.tsv").write_text(CLEAN + "u1\ti1\t3\nu1\ti1\t1\n")
-    result = invoke(["subset", tmp_path / "plays.tsv", "-o", tmp_path / "out", "--songs", 0, "--users", 0])
-    assert "duplicate (user, song) rows summed: 2" in result.stderr
-    assert (tmp_path / "out" / "plays.tsv").read_text().splitlines()[0] == "u1\ti1\t7"
-
-
-@pytest.mark.parametrize("data, message", [
-    (b"", "{p} has no plays: expected lines of user_id<TAB>item_id<TAB>count."),
-    (b"\n\n  \n", "{p} has no plays: expected lines of user_id<TAB>item_id<TAB>count."),
-    (b"user\titem\tcount\n", "{p} has no plays: expected lines of user_id<TAB>item_id<TAB>count."),
-    (b"\x1f\x8b" + b"not really gzip" * 4,
-     "{p} is a damaged gzip file (Unknown compression method): download or compress it again (`gzip -t` checks it)."),
-])
-def test_empty_and_damaged_plays_files(tmp_path, data, message):
-    path = tmp_path / "plays.tsv"
-    path.write_bytes(data)
-    fails(["subset", path, "-o", tmp_path / "out"], message.format(p=path))
-    assert_absent(tmp_path / "out" / "plays.tsv")
-
-
-def test_truncated_gzip_is_named_not_aborted(tmp_path):
-    import gzip
-
-    rng = np.random.default_rng(0)
-    text = "".join(f"user{u}\tsong{rng.integers(0, 99)}\t{rng.integers(1, 9)}\n" for u in range(3000))
-    packed = gzip.compress(text.encode())
-    (tmp_path / "plays.tsv.gz").write_bytes(packed[:len(packed) // 2])
-    message = ("{p} is a damaged gzip file (Compressed file ended before the end-of-stream marker was reached): "
-               "download or compress it again (`gzip -t` checks it).")
-    fails(["subset", tmp_path / "plays.tsv.gz", "-o", tmp_path / "out"], message.format(p=tmp_path / "plays.tsv.gz"))
-    fails(["subset", "-", "-o", tmp_path / "out"], message.format(p="<stdin>"), input=packed[:len(packed) // 2])
-    assert_absent(tmp_path / "out" / "plays.tsv")
-
-
-# ============================================================================= splits, tags, id maps
-
-GOOD_SPLITS = "".join(f"s{i:02d}\t{'train' if i < 20 else 'valid' if i < 24 else 'test'}\n" for i in range(30))
-
-BAD_SPLITS = {
-    "three fields": (GOOD_SPLITS + "s99\ttest\textra\n",
-                     ("31: expected 2 '\\t'-separated fields in a splits TSV (item_id<TAB>split), found 3: "
-                     "'s99\\ttest\\textra'")),
-    "one field": (GOOD_SPLITS + "s98\n",
-                  "31: expected 2 '\\t'-separated fields in a splits TSV (item_id<TAB>split), found 1: 's98'"),
-    "one field first": ("s98\n" + GOOD_SPLITS,
-                        "1: expected 2 '\\t'-separated fields in a splits TSV (item_id<TAB>split), found 1: 's98'"),
-    "unknown split": (GOOD_SPLITS + "s97\ttset\n", ("31: split 'tset' for item 's97' is not one of train, valid, "
-                                                   "test: fix the line or rewrite the file with `dcue subset`.")),
-    "two splits": (GOOD_SPLITS + "s00\ttest\n",
-                   "31: item 's00' is in both 'train' and 'test': each item belongs to exactly one split."),
-}
-
-
-@pytest.mark.parametrize("command", ["wmf", "score", "autotag"])
-@pytest.mark.parametrize("case", sorted(BAD_SPLITS))
-def test_bad_splits_line_is_named_by_every_command(world, tmp_path, command, case):
-    text, message = BAD_SPLITS[case]
-    path = tmp_path / "splits.tsv"
-    path.write_text(text)
-    out = tmp_path / "w.h5"
-    args = {"wmf": ["wmf", world / "plays.tsv", "--splits", path, "--fit-on", "train", "-o", out],
-            "score": ["score", world / "emb.h5", "--plays", world / "plays.tsv", "--splits", path],
-            "autotag": ["autotag", world / "emb.h5", world / "tags.tsv", "--splits", path, *TAGGER]}[command]
-    fails(args, f"{path}:{message}")
-    assert_absent(out)
-
-
-def test_splits_variations(world, tmp_path):
-    reference = invoke(["score", world / "emb.h5", *cold(world), "--json"]).stdout
-    for name, data in {"bom": b"\xef\xbb\xbf" + GOOD_SPLITS.encode(),
-                       "crlf blank": ("\n" + GOOD_SPLITS.replace("\n", "\r\n\r\n")).encode(),
-                       "duplicates": (GOOD_SPLITS * 2).encode(),
-                       "header": b"item\tsplit\n" + GOOD_SPLITS.encode()}.items():
-        path = tmp_path / f"{name}.tsv"
-        path.write_bytes(data)
-        result = invoke(["score", world / "emb.h5", *cold(world)[:2], "--splits", path, "--bootstrap", 100, "--json"])
-        assert result.stdout.replace(str(path), "S") == reference.replace(str(world / "splits.tsv"), "S"), name
-        if name == "header":
-            assert f"{path}:1: skipped as a header line: 'item\\tsplit'" in result.stderr
-    (tmp_path / "empty.tsv").write_text("\n\n")
-    fails(["score", world / "emb.h5", *cold(world)[:2], "--splits", tmp_path / "empty.tsv"],
-          f"{tmp_path / 'empty.tsv'} has no splits: expected lines of item_id<TAB>train|valid|test.")
-    (tmp_path / "other.tsv").write_text(GOOD_SPLITS.replace("s0", "x0").replace("s1", "x1").replace("s2", "x2"))
-    fails(["wmf", world / "plays.tsv", "--splits", tmp_path / "other.tsv", "--fit-on", "train",
-           "-o", tmp_path / "w.h5"],
-          "--fit-on train: no song of the plays is in the train split of --splits: give the plays and splits "
-          "written together by `dcue subset`.")
-    assert_absent(tmp_path / "w.h5")
+# ============================================================================= tags, id maps
 
 
 @pytest.mark.parametrize("data, message", [

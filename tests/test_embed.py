@@ -114,7 +114,7 @@ def test_not_a_model(toy, tmp_path):
 def test_regression_model_embeds_with_wmf_users(toy, tmp_path):
     from dcue_cli.io.embeddings import Embeddings, read_embeddings, write_embeddings
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.io.splits import read_splits
 
     plays, splits = read_plays(toy / "plays.tsv"), read_splits(toy / "splits.tsv")
     rng = np.random.default_rng(0)

@@ -152,7 +152,7 @@ def test_evaluate_in_chunks_and_threads_equals_the_dense_computation(similarity)
     scores = u @ i.T
     dense_cand = cand[None, :] & ~exc.toarray().astype(bool)
     expected = per_user_metrics(scores[:, cand], pos.toarray()[:, cand] > 0, dense_cand[:, cand], ks=(3, 10))
-    for chunk, threads in ((7 * 31, 1), (5 * 31, 3), (10**6, 2)):
+    for chunk, threads in ((1, 2), (7 * 31, 1), (5 * 31, 3), (10**6, 2)):
         got = evaluate(uv, iv, similarity, pos, cand, ks=(3, 10), exclude=exc, chunk_elements=chunk, threads=threads)
         for name in metric_names((3, 10)):
             np.testing.assert_allclose(got["per_user"][name], expected[name], rtol=0, atol=1e-6, equal_nan=True)

@@ -150,7 +150,7 @@ def _sampler(toy, **kwargs):
     from dcue_cli.train.data import MelsReader, load_training_data
     from dcue_cli.train.sampling import PairSampler
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.io.splits import read_splits
 
     reader = MelsReader(toy / "mels.h5")
     data = load_training_data(reader.ids, reader.lengths, read_plays(toy / "plays.tsv"),
@@ -333,7 +333,7 @@ def test_interrupt_saves_and_resumes_mid_epoch(toy, tmp_path):
 
     from dcue_cli import log
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.io.splits import read_splits
     from dcue_cli.train.config import TrainConfig, TrainingInterrupted
     from dcue_cli.train.loop import Trainer
 
@@ -377,7 +377,7 @@ def test_interrupt_saves_and_resumes_mid_epoch(toy, tmp_path):
 def test_learning_rate_drops_on_a_plateau_and_early_stopping(toy, tmp_path):
     from dcue_cli import log
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.io.splits import read_splits
     from dcue_cli.train.config import TrainConfig
     from dcue_cli.train.loop import Trainer
 
@@ -421,7 +421,7 @@ def test_regress_objective_learns_wmf_factors(toy, tmp_path):
 
     from dcue_cli.io.embeddings import Embeddings, write_embeddings
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.io.splits import read_splits
 
     # stand-in WMF factors: users and training songs from a rank-8 SVD of the training plays
     plays, splits = read_plays(toy / "plays.tsv"), read_splits(toy / "splits.tsv")

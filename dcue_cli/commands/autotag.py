@@ -103,7 +103,8 @@ def cli(inputs, splits_path, fractions, id_map_path, tag_names_path, top, min_we
     from dcue_cli.runtime import torch_device
     from dcue_cli.io.atomic import check_output_path
     from dcue_cli.io.embeddings import read_embeddings
-    from dcue_cli.io.tsv import read_id_map, read_splits, read_tags
+    from dcue_cli.io.splits import read_splits
+    from dcue_cli.io.tsv import read_id_map, read_tags
 
     if len(inputs) < 2:
         raise click.UsageError("give one or more embeddings files and then the tags file: EMB.h5 [EMB2.h5 ...] TAGS.")

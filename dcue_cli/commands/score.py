@@ -93,7 +93,7 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
       dcue score dcue.h5 --user b80344d063b5ccb3212f76538f3d9e43d87dca9e -k 5 \\
           --exclude-played sub/plays.tsv --id-map unique_tracks.txt
     """
-    from dcue_cli.io.tsv import parse_columns, parse_header_option
+    from dcue_cli.io.rows import parse_columns, parse_header_option
 
     ks = _parse_ks(k_text)
     read_opts = {"columns": parse_columns(columns, 3), "header": parse_header_option(header), "skip_bad": skip_bad}
@@ -167,7 +167,7 @@ def _query(embeddings, user, item, k, exclude_played, id_map, items_split, split
     emb = read_embeddings(embeddings[0], need_users=user is not None)
     allowed = None
     if items_split != "all":
-        from dcue_cli.io.tsv import read_splits
+        from dcue_cli.io.splits import read_splits
 
         allowed = {i for i, s in read_splits(splits).items() if s == items_split}
     titles = None

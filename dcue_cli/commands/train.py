@@ -148,7 +148,7 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
       torchrun --nproc-per-node 4 -m dcue_cli train mels.h5 sub/plays.tsv \\
           --splits sub/splits.tsv -o model.pt --batch-size 256
     """
-    from dcue_cli.io.tsv import parse_columns, parse_header_option
+    from dcue_cli.io.rows import parse_columns, parse_header_option
     from dcue_cli.train.config import TrainConfig
     from dcue_cli.train.run import run_train
 

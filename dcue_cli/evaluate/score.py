@@ -52,7 +52,7 @@ def run_score(req: ScoreRequest) -> ScoreResult:
     from dcue_cli.evaluate.report import format_table
     from dcue_cli.io.embeddings import read_embeddings
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.io.splits import read_splits
 
     files = [read_embeddings(path, need_users=True) for path in req.embeddings]  # fail fast, before the plays
     if req.plays:

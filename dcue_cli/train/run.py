@@ -24,7 +24,7 @@ def run_train(mels, plays, splits, output, cfg: TrainConfig, model_overrides: di
     """Train on MELS and PLAYS (split by SPLITS) into OUTPUT; Ctrl-C saves and reports `interrupted`."""
     from dcue_cli.io.embeddings import read_embeddings
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.io.splits import read_splits
     from dcue_cli.train.loop import Trainer
 
     target_emb = read_embeddings(target, need_users=True) if target else None
