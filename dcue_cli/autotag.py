@@ -4,7 +4,7 @@ The paper's second task (Lee et al. 2018, Table 2): a small network on each mode
 vectors predicts the most used tags; the mean per-tag ROC-AUC on the test items says how
 well the vectors encode what listeners call the music. No click in here:
 
-    map_track_ids, read_hetrec_tags   tag rows from the MSD (track ids) or HetRec Last.fm
+    map_track_ids                     tag rows keyed by MSD track ids -> song ids
     prepare_dataset                   labels (the top tags), the items taking part, splits
     train_tagger                      the MLP, early-stopped on the valid items
     per_tag_auc, per_tag_ap           exact per-tag metrics (ties counted as sklearn does)
@@ -20,8 +20,7 @@ import numpy as np
 
 from dcue_cli import log
 from dcue_cli.errors import DcueError
-from dcue_cli.io.text import display_name, open_text
-from dcue_cli.io.tsv import SPLITS, iter_rows
+from dcue_cli.io.tsv import SPLITS
 
 # The paper's Table 2 (MSD songs, 50 Last.fm tags), keyed by the embeddings' `source`.
 PAPER_AUC = {"wmf": 0.8683, "wmf-regression": 0.7876, "dcue": 0.8450}
@@ -48,60 +47,6 @@ def map_track_ids(items: Sequence[str], id_map: dict):
             mapped.append(entry[0])
             n_mapped += 1
     return mapped, n_mapped
-
-
-def read_hetrec_tag_names(path) -> dict:
-    """HetRec `tags.dat`: {tagID: tagValue}; Latin-1, header, CRLF."""
-    name = display_name(path)
-    names = {}
-    with open_text(path, encoding="latin-1") as stream:
-        for lineno, line in enumerate(stream, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if lineno == 1 and not fields[0].strip().isdigit():
-                continue  # the header: tagID<TAB>tagValue
-            if len(fields) != 2 or not fields[0].strip().isdigit():
-                raise DcueError(
-                    f"{name}:{lineno}: expected tagID<TAB>tagValue, found {line[:80]!r}: "
-                    "give HetRec's tags.dat with --tag-names."
-                )
-            names[fields[0].strip()] = fields[1].strip()
-    if not names:
-        raise DcueError(f"{name} has no tags: expected HetRec tags.dat lines tagID<TAB>tagValue.")
-    return names
-
-
-def read_hetrec_tags(tagged_path, names_path, *, min_weight: float = 0.0):
-    """HetRec 2011 Last.fm artist tags as rows (items, tags, weights), like `read_tags`.
-
-    `tagged_path` is `user_taggedartists(_full).dat`: userID, artistID, tagID, day, month,
-    year (header, CRLF); `names_path` is its `tags.dat`. An artist's weight for a tag is the
-    number of distinct users who applied that tag to it (HetRec has no 0-100 Last.fm
-    weight), so `min_weight=2` keeps the tags that two users or more agree on.
-    """
-    names = read_hetrec_tag_names(names_path)
-    tagged_name = display_name(tagged_path)
-    users: dict[tuple, set] = {}
-    rows = iter_rows(tagged_path, min_fields=3, what="HetRec user_taggedartists file (userID, artistID, tagID, ...)",
-                     looks_like_header=lambda f: not f[0].strip().isdigit())
-    for lineno, fields in rows:
-        user, artist, tag_id = (f.strip() for f in fields[:3])
-        tag = names.get(tag_id)
-        if tag is None:
-            raise DcueError(
-                f"{tagged_name}:{lineno}: tag id {tag_id!r} is not in {display_name(names_path)}: "
-                "give the tags.dat of the same HetRec release with --tag-names."
-            )
-        users.setdefault((artist, tag), set()).add(user)
-    items, tags, weights = [], [], []
-    for (artist, tag), who in users.items():
-        if len(who) >= min_weight:
-            items.append(artist)
-            tags.append(tag)
-            weights.append(float(len(who)))
-    return items, tags, weights
 
 
 # ---------------------------------------------------------------------------------------

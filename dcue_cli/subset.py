@@ -177,7 +177,7 @@ def read_song_set(path, id_map: dict | None = None) -> set:
     With an MSD id map ({track_id: (song_id, ...)}), track ids become song ids; ids that are
     already song ids pass through.
     """
-    from dcue_cli.io.tsv import read_id_list
+    from dcue_cli.io.idmap import read_id_list
 
     if _is_hdf5(path):
         import h5py

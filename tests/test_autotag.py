@@ -11,7 +11,7 @@ from conftest import invoke, shared_data
 from dcue_cli import autotag as at
 from dcue_cli.errors import DcueError
 from dcue_cli.io.embeddings import Embeddings, read_embeddings, write_embeddings
-from dcue_cli.io.tsv import read_tags
+from dcue_cli.io.tags import read_hetrec_tags, read_tags
 
 # A small network that converges in few epochs: these tests are about the plumbing.
 FAST = ["--hidden", "64,64", "--batch-size", 64, "--lr", 3e-3, "--patience", 5, "--device", "cpu"]
@@ -99,29 +99,6 @@ def test_random_split_is_seeded_and_proportional():
     assert a != at.random_splits(items, (0.7, 0.1, 0.2), seed=5)
     counts = {s: list(a.values()).count(s) for s in ("train", "valid", "test")}
     assert counts == {"train": 700, "valid": 100, "test": 200}
-
-
-def test_hetrec_reader_counts_distinct_users_and_reads_latin1(tmp_path):
-    (tmp_path / "tags.dat").write_bytes("tagID\ttagValue\r\n1\trock\r\n2\tfu\xdfball\r\n".encode("latin-1"))
-    (tmp_path / "ut.dat").write_bytes(
-        b"userID\tartistID\ttagID\tday\tmonth\tyear\r\n"
-        b"2\t51\t1\t1\t4\t2009\r\n3\t51\t1\t1\t4\t2009\r\n3\t51\t1\t1\t5\t2009\r\n"  # user 3 twice: counts once
-        b"2\t52\t2\t1\t4\t2009\r\n"
-    )
-    rows = at.read_hetrec_tags(tmp_path / "ut.dat", tmp_path / "tags.dat")
-    assert sorted(zip(*rows)) == [("51", "rock", 2.0), ("52", "fußball", 1.0)]
-    assert list(zip(*at.read_hetrec_tags(tmp_path / "ut.dat", tmp_path / "tags.dat", min_weight=2))) == [
-        ("51", "rock", 2.0)]
-
-
-def test_hetrec_unknown_tag_id_names_the_line(tmp_path):
-    (tmp_path / "tags.dat").write_text("tagID\ttagValue\n1\trock\n")
-    (tmp_path / "ut.dat").write_text("userID\tartistID\ttagID\n2\t51\t1\n2\t51\t7\n")
-    with pytest.raises(DcueError) as exc:
-        at.read_hetrec_tags(tmp_path / "ut.dat", tmp_path / "tags.dat")
-    assert exc.value.message == (
-        f"{tmp_path / 'ut.dat'}:3: tag id '7' is not in {tmp_path / 'tags.dat'}: "
-        "give the tags.dat of the same HetRec release with --tag-names.")
 
 
 # ----------------------------------------------------------------------------- the tagger
@@ -383,7 +360,7 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
 
 def test_real_hetrec_artist_tags():
     folder = shared_data("lastfm_hetrec2k")
-    items, tags, _weights = at.read_hetrec_tags(folder / "user_taggedartists_full.dat", folder / "tags.dat")
+    items, tags, _weights = read_hetrec_tags(folder / "user_taggedartists_full.dat", folder / "tags.dat")
     assert len(items) == 109_750 and len(set(items)) == 12_523
     data = at.prepare_dataset(items, tags, sorted(set(items)), top=50)
     assert data.tags[:3] == ["rock", "electronic", "alternative"]

@@ -15,7 +15,9 @@ from hypothesis.extra.numpy import arrays
 
 from dcue_cli.errors import DcueError
 from dcue_cli.io.plays import read_plays, write_plays
-from dcue_cli.io.tsv import read_id_map, read_splits, read_tags, write_splits
+from dcue_cli.io.idmap import read_id_map
+from dcue_cli.io.tags import read_tags
+from dcue_cli.io.tsv import read_splits, write_splits
 from dcue_cli.metrics import auc_per_user, per_user_metrics
 
 # Each example writes a file under tmp_path: the function-scoped fixture is shared on purpose.

@@ -10,7 +10,8 @@ from conftest import invoke
 from dcue_cli import synth
 from dcue_cli.io.embeddings import read_embeddings
 from dcue_cli.io.plays import read_plays
-from dcue_cli.io.tsv import read_id_map, read_tags
+from dcue_cli.io.idmap import read_id_map
+from dcue_cli.io.tags import read_tags
 from dcue_cli.metrics import auc_per_user
 
 TINY = ["--songs", 30, "--users", 60, "--seconds", 3]

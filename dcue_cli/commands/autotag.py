@@ -103,7 +103,9 @@ def cli(inputs, splits_path, fractions, id_map_path, tag_names_path, top, min_we
     from dcue_cli.runtime import torch_device
     from dcue_cli.io.atomic import check_output_path
     from dcue_cli.io.embeddings import read_embeddings
-    from dcue_cli.io.tsv import read_id_map, read_splits, read_tags
+    from dcue_cli.io.idmap import read_id_map
+    from dcue_cli.io.tags import read_hetrec_tags, read_tags
+    from dcue_cli.io.tsv import read_splits
 
     if len(inputs) < 2:
         raise click.UsageError("give one or more embeddings files and then the tags file: EMB.h5 [EMB2.h5 ...] TAGS.")
@@ -119,7 +121,7 @@ def cli(inputs, splits_path, fractions, id_map_path, tag_names_path, top, min_we
 
     embeddings = [_read_checked(read_embeddings, p) for p in emb_paths]
     if tag_names_path:
-        items, tags, _ = at.read_hetrec_tags(tags_path, tag_names_path, min_weight=min_weight)
+        items, tags, _ = read_hetrec_tags(tags_path, tag_names_path, min_weight=min_weight)
     else:
         items, tags, _ = read_tags(tags_path, min_weight=min_weight)
     if not items:

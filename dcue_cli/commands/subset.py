@@ -50,11 +50,11 @@ def cli(plays, out_dir, n_songs, n_users, split_text, seed, songs_with, id_map, 
           --holdout-interactions 0.2 -o lastfm/
     """
     from dcue_cli.io.atomic import check_output_path, make_folder
+    from dcue_cli.io.idmap import read_id_map
     from dcue_cli.io.plays import read_plays, write_plays
     from dcue_cli.io.tsv import (
         parse_columns,
         parse_header_option,
-        read_id_map,
         write_splits,
     )
     from dcue_cli.subset import holdout_interactions as holdout
