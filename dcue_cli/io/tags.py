@@ -59,7 +59,8 @@ def write_tags(path, rows: Iterable[tuple]) -> None:
     from dcue_cli.io.atomic import open_text_output
 
     with open_text_output(path) as out:
-        out.write("".join(f"{item}\t{tag}\t{weight}\n" for item, tag, weight in rows))
+        for item, tag, weight in rows:
+            out.write(f"{item}\t{tag}\t{weight}\n")
 
 
 def is_sqlite(path) -> bool:
