@@ -327,53 +327,6 @@ def test_odd_ids_survive_byte_for_byte_through_subset_wmf_score_and_autotag(tmp_
     assert b"caf\xe9\t" in predicted and b"r\xf6ck" in predicted
 
 
-# ============================================================================= tags, id maps
-
-
-@pytest.mark.parametrize("data, message", [
-    (b"s01\trock\t50\ts01\n", ("{p}:1: expected 2 to 3 '\\t'-separated fields in a tags TSV "
-                              "(item_id<TAB>tag[<TAB>weight]), found 4: 's01\\trock\\t50\\ts01'")),
-    (b"s01\trock\t50\ns02\n", ("{p}:2: expected 2 to 3 '\\t'-separated fields in a tags TSV "
-                              "(item_id<TAB>tag[<TAB>weight]), found 1: 's02'")),
-    (b"s01\trock\t50\ns02\tjazz\tlots\n", ("{p}:2: tag weight 'lots' is not a number: use "
-                                         "item_id<TAB>tag<TAB>weight with a numeric weight (Last.fm: 0-100).")),
-    (b"", "{p} has no tag with weight >= 0: lower --min-weight or check the file."),
-    (b"x1\trock\nx2\tjazz\n", ("no item of {p} has a vector in {e}: their ids differ (e.g. 'x1' in the tags, "
-                              "'s00' in the vectors); key both by the same ids (--id-map unique_tracks.txt maps MSD "
-                              "track ids to song ids).")),
-])
-def test_bad_tags_are_named(world, tmp_path, data, message):
-    path = tmp_path / "tags.tsv"
-    path.write_bytes(data)
-    out = tmp_path / "pred.tsv"
-    fails(["autotag", world / "emb.h5", path, *TAGGER, "--predict", out], message.format(p=path, e=world / "emb.h5"))
-    assert_absent(out)
-
-
-def test_tags_with_bom_crlf_blank_lines_latin1_and_a_header_are_read(world, tmp_path):
-    lines = (world / "tags.tsv").read_bytes().replace(b"jazz", b"j\xe4zz").splitlines()
-    path = tmp_path / "tags.tsv"
-    path.write_bytes(b"\xef\xbb\xbfitem\ttag\tweight\r\n" + b"\r\n\r\n".join(lines) + b"\r\n")
-    result = invoke(["autotag", world / "emb.h5", path, *TAGGER, "--per-tag", tmp_path / "per_tag.tsv"])
-    assert f"{path}:1: skipped as a header line: 'item\\ttag\\tweight'" in result.stderr
-    assert b"j\xe4zz" in (tmp_path / "per_tag.tsv").read_bytes()
-
-
-@pytest.mark.parametrize("command", ["melspec", "subset", "score", "autotag"])
-def test_bad_id_map_line_is_named_by_every_command(world, hostile_audio, tmp_path, command):
-    path = tmp_path / "unique_tracks.txt"
-    path.write_text("TR1<SEP>SO1<SEP>a<SEP>t\nTR2 SO2 a t\n")
-    message = (f"{path}:2: expected track_id<SEP>song_id<SEP>artist<SEP>title, found 'TR2 SO2 a t': "
-               "give the MSD unique_tracks.txt.")
-    args = {"melspec": ["melspec", hostile_audio / "audio" / "ch1.wav", "-o", tmp_path / "m.h5", "--id-map", path],
-            "subset": ["subset", world / "plays.tsv", "-o", tmp_path / "sub", "--songs-with", world / "splits.tsv",
-                       "--id-map", path],
-            "score": ["score", world / "emb.h5", "--user", "u01", "--id-map", path],
-            "autotag": ["autotag", world / "emb.h5", world / "tags.tsv", "--id-map", path, *TAGGER]}[command]
-    fails(args, message)
-    assert_absent(tmp_path / "m.h5", tmp_path / "sub" / "plays.tsv")
-    path.write_text("\n")
-    fails(args, f"{path} is empty: expected MSD unique_tracks.txt lines.")
 
 
 # ============================================================================= HDF5 files

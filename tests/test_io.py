@@ -1,36 +1,11 @@
-"""The I/O layer: TSV readers (tags, id maps) and the embeddings HDF5 contract (plays: test_io_plays.py,
-splits: test_io_splits.py)."""
-
-import sqlite3
+"""The embeddings HDF5 contract (plays: test_io_plays.py, splits: test_io_splits.py, tags and id maps:
+test_io_tags.py, mels: test_io_mels.py)."""
 
 import numpy as np
 import pytest
 
 from dcue_cli.errors import DcueError
 from dcue_cli.io.embeddings import Embeddings, read_embeddings, write_embeddings
-from dcue_cli.io.tsv import read_id_map, read_tags
-
-
-def test_tags_tsv_and_lastfm_sqlite(tmp_path):
-    (tmp_path / "t.tsv").write_text("s1\trock\t100\ns1\tpop\t5\ns2\tjazz\n")
-    assert read_tags(tmp_path / "t.tsv", min_weight=10) == (["s1", "s2"], ["rock", "jazz"], [100.0, 100.0])
-    db = tmp_path / "lastfm_tags.db"
-    con = sqlite3.connect(db)
-    con.executescript("CREATE TABLE tids (tid TEXT); CREATE TABLE tags (tag TEXT);"
-                      "CREATE TABLE tid_tag (tid INT, tag INT, val FLOAT);"
-                      "INSERT INTO tids VALUES ('TRA'), ('TRB'); INSERT INTO tags VALUES ('rock'), ('sad');"
-                      "INSERT INTO tid_tag VALUES (1, 1, 100), (2, 2, 40), (2, 1, 3);")
-    con.commit()
-    con.close()
-    assert read_tags(db, min_weight=10) == (["TRA", "TRB"], ["rock", "sad"], [100.0, 40.0])
-
-
-def test_id_map(tmp_path):
-    (tmp_path / "u.txt").write_text("TRA<SEP>SOA<SEP>Artist<SEP>Title <SEP> odd\n")
-    assert read_id_map(tmp_path / "u.txt") == {"TRA": ("SOA", "Artist", "Title <SEP> odd")}
-    (tmp_path / "bad.txt").write_text("TRA\n")
-    with pytest.raises(DcueError, match="bad.txt:1: expected track_id<SEP>song_id<SEP>artist<SEP>title"):
-        read_id_map(tmp_path / "bad.txt")
 
 
 def test_embeddings_roundtrip_atomic_and_schema_errors(tmp_path):

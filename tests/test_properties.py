@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from dcue_cli.errors import DcueError
-from dcue_cli.io.splits import read_splits
-from dcue_cli.io.tsv import read_id_map, read_tags
 from dcue_cli.evaluate.metrics import auc_per_user, per_user_metrics
+from dcue_cli.io.idmap import read_id_map
+from dcue_cli.io.splits import read_splits
+from dcue_cli.io.tags import read_tags
 
 # Each example writes a file under tmp_path: the function-scoped fixture is shared on purpose.
 FILES = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import N_MELS, REPO, SMALL, invoke, make_toy, toy_args
+from conftest import N_MELS, REPO, invoke, make_toy, toy_args
 
 def read_log(path):
     with open(path, encoding="utf-8") as f:

@@ -172,7 +172,7 @@ def _query(embeddings, user, item, k, exclude_played, id_map, items_split, split
         allowed = {i for i, s in read_splits(splits).items() if s == items_split}
     titles = None
     if id_map:
-        from dcue_cli.io.tsv import read_id_map
+        from dcue_cli.io.idmap import read_id_map
 
         titles = titles_from_id_map(read_id_map(id_map))
     if user is not None:

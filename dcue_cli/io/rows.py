@@ -9,13 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from dcue_cli import log
 from dcue_cli.errors import DcueError
-from dcue_cli.io.text import display_name, open_text
-
-
-def shorten(text: str, limit: int = 80) -> str:
-    """A line as quoted in a message: without its newline, cut to `limit` characters."""
-    text = text.rstrip("\n")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+from dcue_cli.io.text import display_name, open_text, shorten
 
 
 def is_number(text: str) -> bool:

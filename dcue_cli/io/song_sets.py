@@ -30,7 +30,7 @@ def read_song_set(path, id_map: dict | None = None) -> set:
     With an MSD id map ({track_id: (song_id, ...)}), track ids become song ids; ids that are
     already song ids pass through.
     """
-    from dcue_cli.io.tsv import read_id_list
+    from dcue_cli.io.idmap import read_id_list
 
     ids = _read_mels_ids(path) if _is_hdf5(path) else read_id_list(path)
     if id_map:

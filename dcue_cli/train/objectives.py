@@ -10,7 +10,6 @@ import contextlib
 
 def batch_loss(forward, batch, cfg, autocast=None):
     """The mean loss of one batch through `forward` (the model, or DDP/compile around it)."""
-    import torch
 
     from dcue_cli.model import hinge_loss, regression_loss, softmax_loss
 
