@@ -26,7 +26,8 @@ import soundfile as sf
 from conftest import REPO, error_line, invoke, popen_with_sigint
 
 from dcue_cli.io.embeddings import Embeddings, read_embeddings, write_embeddings
-from dcue_cli.io.mels import MelsFile, MelsWriter
+from dcue_cli.io.mels import MelsFile
+from dcue_cli.io.mels_writer import MelsWriter
 
 SR = 22050
 PLAYS_FIX = (" (expected user_id<TAB>item_id<TAB>count; use --columns to pick fields, --skip-bad to skip "
@@ -961,7 +962,7 @@ def test_a_second_melspec_on_the_same_output_is_refused(kill_audio, tmp_path):
     root, base, _ = kill_audio
     out = tmp_path / "out.h5"
     shutil.copy(base, out)
-    from dcue_cli.features import FeatureConfig
+    from dcue_cli.audio.logmel import FeatureConfig
 
     with MelsWriter(out, FeatureConfig().to_attrs()) as first:  # another run, holding the output
         fails(["melspec", root / "audio", "-o", out, "-j", "0"],

@@ -2,6 +2,7 @@
 bad inputs, ids, resume after kill -9, shards and merge, the torch path, the reader's errors."""
 
 import filecmp
+import functools
 import os
 import pickle
 import shutil
@@ -18,17 +19,12 @@ import soundfile as sf
 from conftest import REPO, invoke, shared_data
 
 from dcue_cli.errors import DcueError
-from dcue_cli.features import (
-    FeatureConfig,
-    TorchMel,
-    compute,
-    decode,
-    float32_to_float16,
-    log_mel,
-    mel_filterbank,
-    to_stored,
-)
-from dcue_cli.io.mels import MelsFile, MelsWriter
+from dcue_cli.audio.clip import compute
+from dcue_cli.audio.decode import decode
+from dcue_cli.audio.logmel import FeatureConfig, TorchMel, log_mel, mel_filterbank
+from dcue_cli.audio.stored import float32_to_float16, to_stored
+from dcue_cli.io.mels import MelsFile
+from dcue_cli.io.mels_writer import MelsWriter
 
 SR = 22050
 
@@ -61,7 +57,7 @@ def make_folder(folder, n, seconds=2.0):
 
 
 def librosa_logmel(path, offset=0.0, duration=30.0):
-    """The design's features, computed directly with librosa (independent of dcue_cli.features)."""
+    """The design's features, computed directly with librosa (independent of dcue_cli.audio)."""
     import librosa
 
     y, _ = librosa.load(str(path), sr=SR, mono=True, offset=offset, duration=duration)
@@ -438,11 +434,11 @@ def test_kill_during_finish_is_recovered(tmp_path):
 
 
 def test_ctrl_c_commits_what_is_done(tmp_path, monkeypatch):
-    from dcue_cli import features
-    from dcue_cli.commands.melspec import run_melspec
+    from dcue_cli.audio import extract
+    from dcue_cli.audio.melspec import run_melspec
 
     audio = make_folder(tmp_path / "audio", 6)
-    real = features.extract_many
+    real = extract.extract_many
 
     def interrupted(*args, **kwargs):  # Ctrl-C (or SIGTERM, mapped to it) after three files
         for k, outcome in enumerate(real(*args, **kwargs)):
@@ -450,13 +446,13 @@ def test_ctrl_c_commits_what_is_done(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
             yield outcome
 
-    monkeypatch.setattr(features, "extract_many", interrupted)
+    monkeypatch.setattr(extract, "extract_many", interrupted)
     out = tmp_path / "m.h5"
     with pytest.raises(KeyboardInterrupt):
         run_melspec([audio], out, FeatureConfig(), jobs=0, checkpoint_seconds=1000)
     (segment,) = _segments(f"{out}.partial")
     assert len(MelsFile(segment)) == 3 and not out.exists()
-    monkeypatch.setattr(features, "extract_many", real)
+    monkeypatch.setattr(extract, "extract_many", real)
     result = invoke(["melspec", audio, "-o", out, "-j", "0"])
     assert "resuming: 3 items kept" in result.stderr and "3 written, 3 skipped" in result.stderr
     invoke(["melspec", audio, "-o", tmp_path / "ref.h5", "-j", "0"])
@@ -489,9 +485,16 @@ def test_one_writer_at_a_time(tmp_path):
         MelsWriter(tmp_path / "m.h5", attrs).open()
 
 
+def crash_on(monkeypatch, name):
+    """The command's worker that is given the file `name` kills itself, as a decoder crash would."""
+    from dcue_cli.audio import extract
+
+    monkeypatch.setattr(extract, "extract_many", functools.partial(extract.extract_many, crash_test_name=name))
+
+
 def test_crashing_decoder_is_one_failure(tmp_path, monkeypatch):
     audio = make_folder(tmp_path / "audio", 4)
-    monkeypatch.setenv("DCUE_MELSPEC_TEST_CRASH", "TR0002.wav")
+    crash_on(monkeypatch, "TR0002.wav")
     result = invoke(["melspec", audio, "-o", tmp_path / "m.h5", "-j", "1"])
     assert "3 written, 0 skipped (already present), 1 failed" in result.stderr
     assert Path(f"{tmp_path / 'm.h5'}.failures.tsv").read_text() == (
@@ -503,7 +506,7 @@ def test_crash_inside_a_batch_fails_only_that_file(tmp_path, monkeypatch):
     # was in flight; every other file is computed again and equals an uninterrupted run.
     audio = make_folder(tmp_path / "audio", 16, seconds=1.5)
     invoke(["melspec", audio, "-o", tmp_path / "ref.h5", "-j", "0"])
-    monkeypatch.setenv("DCUE_MELSPEC_TEST_CRASH", "TR0006.wav")
+    crash_on(monkeypatch, "TR0006.wav")
     result = invoke(["melspec", audio, "-o", tmp_path / "m.h5", "-j", "1"])
     assert "15 written, 0 skipped (already present), 1 failed" in result.stderr
     crashed, _ = read_items(tmp_path / "m.h5")
@@ -513,7 +516,8 @@ def test_crash_inside_a_batch_fails_only_that_file(tmp_path, monkeypatch):
 
 
 def test_library_runs_without_the_command(tmp_path):
-    from dcue_cli.melspec import assign_ids, gather_inputs, run_melspec
+    from dcue_cli.audio.inputs import assign_ids, gather_inputs
+    from dcue_cli.audio.melspec import run_melspec
 
     audio = make_folder(tmp_path / "audio", 3)
     inputs = assign_ids(gather_inputs([audio]))
