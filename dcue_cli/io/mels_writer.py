@@ -87,10 +87,21 @@ class MelsWriter:
             raise
 
     def _recover(self):
+        """Find what the output and an interrupted run's segments hold (`present`)."""
         for leftover in self.partial.glob("*.tmp"):  # the open segment of a killed run
             leftover.unlink()
-        manifest_path = self.partial / "manifest.json"
         settings = feature_settings(self.attrs)
+        self._check_manifest(settings)
+        base_ids = self._base_ids(settings)
+        self.base_items = len(base_ids)
+        self.present = set(base_ids)
+        self._adopt_segments(settings, base_ids)
+        if not self.present:
+            self._stream = AppendFile(self.partial / "output.h5.tmp", self.attrs, self.n_mels, self.dtype)
+
+    def _check_manifest(self, settings: dict):
+        """The partial folder's settings must be ours; a new folder gets our manifest."""
+        manifest_path = self.partial / "manifest.json"
         if self.overwrite:
             for old in self.partial.glob("seg-*.h5"):
                 old.unlink()
@@ -111,22 +122,24 @@ class MelsWriter:
         else:
             _write_json(manifest_path, {"fresh": self._fresh, "settings": settings})
 
-        base_ids = set()
-        if self.output.exists() and not self._fresh:
-            try:
-                base = MelsFile(self.output)
-            except DcueError as exc:
-                raise DcueError(f"{self.output} exists but is not a complete mels file ({exc.message.rstrip('.')}); "
-                                f"add --overwrite to replace it.") from None
-            with base:
-                diff = settings_difference(base.attrs, settings)
-                if diff:
-                    raise DcueError(f"{self.output} was made with other feature settings ({diff}, file vs "
-                                    f"now): give the same options to add to it, or --overwrite to replace it.")
-                base_ids = set(base.ids.tolist())
-        self.base_items = len(base_ids)
-        self.present = set(base_ids)
+    def _base_ids(self, settings: dict) -> set:
+        """Ids of the existing output this run adds to (none when it starts afresh)."""
+        if not self.output.exists() or self._fresh:
+            return set()
+        try:
+            base = MelsFile(self.output)
+        except DcueError as exc:
+            raise DcueError(f"{self.output} exists but is not a complete mels file ({exc.message.rstrip('.')}); "
+                            f"add --overwrite to replace it.") from None
+        with base:
+            diff = settings_difference(base.attrs, settings)
+            if diff:
+                raise DcueError(f"{self.output} was made with other feature settings ({diff}, file vs "
+                                f"now): give the same options to add to it, or --overwrite to replace it.")
+            return set(base.ids.tolist())
 
+    def _adopt_segments(self, settings: dict, base_ids: set):
+        """Keep the committed segments of an interrupted run; drop those that do not open or are done."""
         for seg_path in sorted(self.partial.glob("seg-*.h5")):
             try:
                 with MelsFile(seg_path) as seg:
@@ -146,8 +159,6 @@ class MelsWriter:
                 continue
             self.present.update(ids)
             self._segments.append(seg_path)
-        if not self.present:
-            self._stream = AppendFile(self.partial / "output.h5.tmp", self.attrs, self.n_mels, self.dtype)
 
     @property
     def resumed_items(self) -> int:
