@@ -68,3 +68,12 @@ def toy(tmp_path_factory):
 @pytest.fixture
 def cli_invoke():
     return invoke
+
+
+@pytest.fixture(scope="module")
+def hostile_audio(tmp_path_factory):
+    """A folder of every kind of audio file a crawl turns up, good and bad (tests/audio_files.py):
+    test_melspec's hostile-input cases and test_adversarial's HDF5 and output cases use it."""
+    from audio_files import write_hostile_audio
+
+    return write_hostile_audio(tmp_path_factory.mktemp("audio"))
