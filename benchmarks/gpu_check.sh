@@ -42,7 +42,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda,
       torch.cuda.get_device_name() if torch.cuda.is_available() else 'NO CUDA DEVICE')"
 
-step "CUDA-only tests" $PY -m pytest -q -p no:cacheprovider tests/test_melspec.py tests/test_embed.py \
+step "CUDA-only tests" $PY -m pytest -q -p no:cacheprovider tests/test_audio.py tests/test_melspec.py tests/test_embed.py \
   tests/test_autotag.py tests/test_train.py -k "cuda or gpu"
 
 bench=($PY benchmarks/train_bench.py --workdir "$WORKDIR" --items "$ITEMS" --device "$DEVICE" --steps "$STEPS")

@@ -92,7 +92,7 @@ def write_mp3s(folder: Path, songs: int):
 
 
 def audio_files(folder: Path):
-    from dcue_cli.features import AUDIO_EXTENSIONS
+    from dcue_cli.audio.decode import AUDIO_EXTENSIONS
 
     return sorted(p for p in folder.rglob("*") if p.suffix.lstrip(".").lower() in AUDIO_EXTENSIONS)
 
@@ -112,14 +112,16 @@ def decode_only(files, max_seconds):
 
 _FEATURES_ONLY = """
 import sys, time
-from dcue_cli import features
-config = features.FeatureConfig(max_seconds=float(sys.argv[1]))
-features._init_worker(config, features.ClipChecks(), False, True)  # exactly as a -j worker starts
+from dcue_cli.audio.clip import process
+from dcue_cli.audio.logmel import FeatureConfig
+from dcue_cli.audio.pool import WorkerSettings, init_worker
+config = FeatureConfig(max_seconds=float(sys.argv[1]))
+init_worker(WorkerSettings(config))  # exactly as a -j worker starts
 paths = open(sys.argv[2], encoding="utf-8").read().splitlines()
 while time.time() < float(sys.argv[3]):  # every process starts computing at the same moment
     time.sleep(0.001)
 for path in paths:
-    features.process(path, config)
+    process(path, config)
 print(time.time())
 """
 

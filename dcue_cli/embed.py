@@ -78,9 +78,9 @@ def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 102
     from dcue_cli.crops import Normaliser
     from dcue_cli.io.checkpoints import load_checkpoint, model_from_checkpoint
     from dcue_cli.io.embeddings import Embeddings
+    from dcue_cli.io.mels import MelsFile
     from dcue_cli.model import all_user_vectors
     from dcue_cli.runtime import autocast_factory, configure_backends, torch_device
-    from dcue_cli.train.data import MelsReader
 
     dev = torch_device(device)
     configure_backends(dev)
@@ -90,7 +90,7 @@ def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 102
     autocast = autocast_factory(dev, amp)
     norm = ckpt["normalisation"]
 
-    with MelsReader(mels_path) as reader:
+    with MelsFile(mels_path) as reader:
         if reader.n_mels != cfg.n_mels:
             raise DcueError(f"{mels_path} has {reader.n_mels} mel bins but the model {model_path} takes "
                             f"{cfg.n_mels}: compute the mels with --n-mels {cfg.n_mels}.")

@@ -16,3 +16,9 @@ class DcueError(Exception):
 
     def format_message(self) -> str:
         return self.message
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message, first line only (its type's name when it has none): for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -70,7 +70,7 @@ def make_toy(out, n_songs=60, n_users=40, n_styles=3, frames=(20, 120), seed=0, 
     """
     import numpy as np
 
-    from dcue_cli.io.mels import MelsWriter
+    from dcue_cli.io.mels_writer import MelsWriter
     from dcue_cli.io.plays import Plays, write_plays
     from dcue_cli.io.splits import write_splits
 
@@ -183,3 +183,12 @@ def world(tmp_path_factory):
     write_embeddings(root / "emb.h5", Embeddings(items, rng.normal(size=(30, 4)), users, rng.normal(size=(40, 4)),
                                                  source="wmf", similarity="dot", attrs={"name": "WMF"}))
     return root
+
+
+@pytest.fixture(scope="module")
+def hostile_audio(tmp_path_factory):
+    """A folder of every kind of audio file a crawl turns up, good and bad (tests/audio_files.py):
+    test_melspec's hostile-input cases and test_adversarial's HDF5 and output cases use it."""
+    from audio_files import write_hostile_audio
+
+    return write_hostile_audio(tmp_path_factory.mktemp("audio"))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import N_MELS, REPO, invoke, make_toy, toy_args
 
+
 def read_log(path):
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
@@ -131,10 +132,10 @@ def test_cache_holds_the_chosen_items_in_the_given_order(toy):
     import torch
 
     from dcue_cli.crops import MelCache, Normaliser
-    from dcue_cli.train.data import MelsReader
+    from dcue_cli.io.mels import MelsFile
 
     items = np.array([5, 2, 3, 4, 9, 0])  # out of file order, with a consecutive run
-    with MelsReader(toy / "mels.h5") as reader:
+    with MelsFile(toy / "mels.h5") as reader:
         cache = MelCache.load(reader, items, Normaliser([1.0], [2.0]), 32, "cpu")
     with h5py.File(toy / "mels.h5") as f:
         off = f["offsets"][()]
@@ -147,12 +148,13 @@ def test_cache_holds_the_chosen_items_in_the_given_order(toy):
 
 def _sampler(toy, **kwargs):
     from dcue_cli.crops import MelCache, Normaliser
-    from dcue_cli.train.data import MelsReader, load_training_data
-    from dcue_cli.train.sampling import PairSampler
+    from dcue_cli.io.mels import MelsFile
     from dcue_cli.io.plays import read_plays
     from dcue_cli.io.splits import read_splits
+    from dcue_cli.train.data import load_training_data
+    from dcue_cli.train.sampling import PairSampler
 
-    reader = MelsReader(toy / "mels.h5")
+    reader = MelsFile(toy / "mels.h5")
     data = load_training_data(reader.ids, reader.lengths, read_plays(toy / "plays.tsv"),
                               read_splits(toy / "splits.tsv"))
     cache = MelCache.load(reader, data.train_items, Normaliser([0.0], [1.0]), 32, "cpu")

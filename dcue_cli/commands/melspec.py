@@ -1,6 +1,7 @@
 """`dcue melspec`: audio files to a log-mel HDF5 (the mels contract), fast, resumable, robust.
 
-This module only parses options; the work is `dcue_cli.melspec` (importable without click).
+This module only parses options; the work is `dcue_cli.audio.melspec.run_melspec` (no click
+there), the merge `dcue_cli.io.mels_merge.merge_mels`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ import time
 import click
 
 from dcue_cli import log
-from dcue_cli.melspec import check_config, run_melspec
 from dcue_cli.options import output_option
-from dcue_cli.runtime import default_jobs
 
 
 def parse_shard(text: str | None):
@@ -97,10 +96,8 @@ def cli(ctx, audio, output, id_map, sample_rate, n_fft, hop_length, n_mels, fmin
       dcue melspec audio/ -o part1.h5 --shard 1/2     # on machine 1; 2/2 on machine 2
       dcue melspec --merge part1.h5 part2.h5 -o mels.h5
     """
-    from dcue_cli.features import ClipChecks, FeatureConfig
-
     if merge:
-        from dcue_cli.io.mels import merge_mels
+        from dcue_cli.io.mels_merge import merge_mels
 
         for name in ("id_map", "shard", "strict"):
             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
@@ -114,24 +111,22 @@ def cli(ctx, audio, output, id_map, sample_rate, n_fft, hop_length, n_mels, fmin
         raise click.UsageError("-o/--output must be a file: HDF5 cannot be written to stdout.")
     if "-" in audio and audio.count("-") > 1:
         raise click.UsageError("'-' (stdin) can be given only once.")
+    from dcue_cli.audio.decode import ClipChecks
+    from dcue_cli.audio.logmel import FeatureConfig
+    from dcue_cli.audio.melspec import run_melspec
+
     try:
         config = FeatureConfig(sr=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin,
                                fmax=fmax, max_seconds=max_seconds, offset=offset, dtype=dtype)
-        check_config(config)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    from dcue_cli.io.atomic import check_output_path
-
-    check_output_path(output, "mels file")
     try:
         report = run_melspec(audio, output, config,
                              checks=ClipChecks(min_seconds=min_seconds, silence_db=silence_db), id_map_path=id_map,
-                             jobs=default_jobs(jobs) if jobs is None else jobs, device=device,
-                             shard=parse_shard(shard), overwrite=overwrite, strict=strict,
+                             jobs=jobs, device=device, shard=parse_shard(shard), overwrite=overwrite, strict=strict,
                              checkpoint_seconds=checkpoint_every, batch_size=batch_size)
     except KeyboardInterrupt:
         ctx.exit(130)  # what was done is kept and said (run_melspec); 130 as for train, 128 + SIGINT
     log.info(report.line(output))
     if report.failed:
         log.warning(f"{report.failed} inputs could not be used: see {report.failures_path}")
-

@@ -4,84 +4,11 @@
 pairs, the validation pairs and which songs are which, and says what it dropped.
 """
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dcue_cli.errors import DcueError
-
-
-class MelsReader:
-    """`dcue_cli.io.mels.MelsFile` (schema checked on open) plus contiguous frame-range reads
-    (one slice for many items, not one read per item) and a reopen after fork() for workers."""
-
-    def __init__(self, path):
-        from dcue_cli.io.mels import MelsFile
-
-        self.path = str(path)
-        self._mels = MelsFile(self.path)
-        self._pid = os.getpid()
-        self.ids = self._mels.ids
-        self.offsets = self._mels.offsets
-        self.attrs = self._mels.attrs
-        self.n_mels = self._mels.n_mels
-
-    @property
-    def mel(self):
-        return self._mels.mel
-
-    def reopen_if_forked(self):
-        """h5py handles must not cross fork(): a DataLoader worker opens its own."""
-        if self._pid != os.getpid():
-            from dcue_cli.io.mels import MelsFile
-
-            self._mels = MelsFile(self.path)
-            self._pid = os.getpid()
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def frames(self, start: int, stop: int) -> np.ndarray:
-        return self._mels.mel[start:stop]
-
-    def close(self):
-        self._mels.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def _plain(value):
-    """HDF5 attribute -> plain Python (str, int, float, list) for a weights_only checkpoint."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()] if value.ndim else _plain(value.item())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def normalisation_from_attrs(attrs: dict, n_mels: int):
-    """(mean, std) as float32 arrays of shape (n_mels,) or (1,), or None when melspec stored none."""
-    if "mean" not in attrs or "std" not in attrs:
-        return None
-    mean = np.asarray(attrs["mean"], dtype=np.float32).reshape(-1)
-    std = np.asarray(attrs["std"], dtype=np.float32).reshape(-1)
-    if mean.size not in (1, n_mels) or std.size not in (1, n_mels) or not np.all(std > 0):
-        return None
-    return mean, std
-
-
-def feature_config_from_attrs(attrs: dict) -> dict:
-    """The feature settings a model was trained on (a plain dict for the checkpoint)."""
-    keys = ("sr", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "compression", "window", "crop_frames")
-    return {k: _plain(attrs[k]) for k in keys if k in attrs}
 
 
 @dataclass

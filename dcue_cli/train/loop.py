@@ -28,7 +28,12 @@ from dcue_cli.train.config import (
     resumed_config,
     sibling,
 )
-from dcue_cli.train.distributed import any_flag, broadcast_flag, broadcast_float, init_distributed
+from dcue_cli.train.distributed import (
+    any_flag,
+    broadcast_flag,
+    broadcast_float,
+    init_distributed,
+)
 
 
 @dataclass
@@ -49,8 +54,9 @@ class Trainer:
                  *, device="auto", target=None, resume=False, explicit=(), input_names=None):
         import torch
 
+        from dcue_cli.io.mels import MelsFile
         from dcue_cli.model import DCUE, count_parameters
-        from dcue_cli.train.data import MelsReader, feature_config_from_attrs, load_training_data
+        from dcue_cli.train.data import load_training_data
 
         self._outputs(output)
         self.dist = init_distributed(device)
@@ -65,7 +71,7 @@ class Trainer:
         if cfg.objective not in OBJECTIVES:
             raise DcueError(f"--objective {cfg.objective}: expected one of {', '.join(OBJECTIVES)}.")
 
-        self.reader = MelsReader(mels_path)
+        self.reader = MelsFile(mels_path)
         mels_name = names.get("mels", str(mels_path))
         target_vectors = None
         if cfg.objective == "regress":
@@ -89,7 +95,7 @@ class Trainer:
         from dcue_cli.crops import Normaliser
 
         self.normaliser = Normaliser(mean, std, device=self.device)
-        self.feature_config = feature_config_from_attrs(self.reader.attrs)
+        self.feature_config = self.reader.model_features()
         self.feature_config["n_mels"] = self.reader.n_mels
         self.model_cfg = setup.model_config(ckpt, self.last, cfg, model_overrides, explicit, target,
                                             self.data.n_users, self.reader.n_mels, self.master)

@@ -28,12 +28,11 @@ def report_data(data, mels_name: str, names: dict) -> None:
 def normalisation(reader, data, ckpt, cfg, mels_name: str, master: bool):
     """(mean, std): the checkpoint's, else melspec's, else estimated from the training songs."""
     from dcue_cli.crops import estimate_normalisation
-    from dcue_cli.train.data import normalisation_from_attrs
 
     if ckpt is not None:
         norm = ckpt["normalisation"]
         return np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
-    stats = normalisation_from_attrs(reader.attrs, reader.n_mels)
+    stats = reader.normalisation()
     if stats is None:
         if master:
             log.warning("%s stores no mean/std: normalising with statistics estimated from the "

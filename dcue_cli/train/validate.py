@@ -30,8 +30,8 @@ class Validator:
 
     def __call__(self, model) -> float:
         from dcue_cli.crops import item_vectors
-        from dcue_cli.model import all_user_vectors
         from dcue_cli.evaluate.metrics import mean_auc
+        from dcue_cli.model import all_user_vectors
 
         was_training = model.training
         model.eval()
