@@ -12,7 +12,6 @@ torch on whichever device it is given; no click.
 """
 
 import contextlib
-import math
 
 import numpy as np
 import torch
@@ -195,16 +194,14 @@ class MovedCache:
 
 
 def estimate_normalisation(reader, items, rng, max_items=500):
-    """Scalar mean/std over (a sample of) the training songs, when melspec stored none."""
+    """Scalar mean/std over (a sample of) the training songs, when melspec stored none: from the
+    per-item sums (`/item_stats`, or the frames of an older file) through `io.mels.mean_std`."""
+    from dcue_cli.io.mels import mean_std
+
     pick = items if len(items) <= max_items else rng.choice(items, max_items, replace=False)
-    total, total_sq, n = 0.0, 0.0, 0
-    for i in np.sort(pick):
-        x = np.asarray(reader.frames(int(reader.offsets[i]), int(reader.offsets[i + 1])), np.float64)
-        total += x.sum()
-        total_sq += (x * x).sum()
-        n += x.size
-    mean = total / max(n, 1)
-    std = math.sqrt(max(total_sq / max(n, 1) - mean * mean, 1e-12))
+    pick = np.sort(pick)
+    count = int(reader.lengths[pick].sum()) * reader.n_mels
+    mean, std = mean_std(reader.item_sums(pick), count, min_var=1e-12) if count else (0.0, 1e-6)
     return np.array([mean], np.float32), np.array([std], np.float32)
 
 

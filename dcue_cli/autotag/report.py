@@ -1,7 +1,6 @@
 """One embeddings file -> one row of the results table, and the table, per-tag rows, JSON and
 predictions made from the rows."""
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -92,17 +91,6 @@ def top_predictions(item_ids: Sequence[str], probabilities: np.ndarray, tags: Se
     for item, row, ranks in zip(item_ids, probabilities, order):
         for t in ranks:
             yield item, tags[t], float(row[t])
-
-
-def row_names(embeddings: Sequence) -> list:
-    """Each file's model name (its `name` attribute or `source`); the file name is added
-    where two files would otherwise share a name."""
-    names = [emb.name for emb in embeddings]
-    return [f"{n} ({_basename(e.path)})" if names.count(n) > 1 else n for n, e in zip(names, embeddings)]
-
-
-def _basename(path: str) -> str:
-    return os.path.basename(path) or path
 
 
 def tag_table(results: Sequence[TagResult], data: TagDataset) -> str:

@@ -9,13 +9,25 @@ predictions, and return a report the command prints.
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 
 from dcue_cli import log
-from dcue_cli.autotag.dataset import DEFAULT_FRACTIONS, TagDataset, common_items, map_track_ids, prepare_dataset
-from dcue_cli.autotag.report import TagResult, evaluate_embeddings, per_tag_rows, row_names, tag_table, top_predictions
+from dcue_cli.autotag.dataset import (
+    DEFAULT_FRACTIONS,
+    TagDataset,
+    common_items,
+    map_track_ids,
+    prepare_dataset,
+)
+from dcue_cli.autotag.report import (
+    TagResult,
+    evaluate_embeddings,
+    per_tag_rows,
+    tag_table,
+    top_predictions,
+)
 from dcue_cli.autotag.tagger import TaggerConfig
 from dcue_cli.errors import DcueError
+from dcue_cli.evaluate.report import unique_names
 from dcue_cli.io.splits import SPLITS
 
 
@@ -74,7 +86,7 @@ def run_autotag(
     log.info(f"Training a tagger per file on {config.device}: {len(data.tags)} tags, "
              f"hidden {','.join(map(str, config.hidden))}.")
     results = []
-    for emb, name in zip(embeddings, row_names(embeddings)):
+    for emb, name in zip(embeddings, unique_names([e.name for e in embeddings], [e.path for e in embeddings])):
         result = evaluate_embeddings(emb, data, config, name=name)
         log.info(f"{name}: AUC {result.auc:.4f}, mAP {result.mean_ap:.4f} "
                  f"(best epoch {result.best_epoch} of {result.epochs_run}).")
@@ -97,15 +109,10 @@ def run_autotag(
 
 def read_finite_embeddings(path):
     """Read an embeddings file and refuse vectors with NaN or infinity."""
-    from dcue_cli.io.embeddings import read_embeddings
+    from dcue_cli.io.embeddings import read_embeddings, refuse_non_finite
 
     emb = read_embeddings(path)
-    bad = ~np.isfinite(emb.item_vectors).all(axis=1)
-    if bad.any():
-        raise DcueError(
-            f"{path}: {int(bad.sum()):,} item vectors hold NaN or infinity (e.g. item "
-            f"{emb.item_ids[np.flatnonzero(bad)[0]]!r}): write the file again (a diverged run gives such vectors)."
-        )
+    refuse_non_finite(path, emb.item_vectors, emb.item_ids, "item")
     return emb
 
 

@@ -230,12 +230,10 @@ def align(emb, task: Task) -> Model:
 
 def _check_finite(path, users, user_ids, user_word, items, item_ids, item_word) -> None:
     """Refuse vectors that give no score: NaN or infinity, or so large that a score overflows."""
+    from dcue_cli.io.embeddings import refuse_non_finite
+
     for vectors, ids, word in ((items, item_ids, item_word), (users, user_ids, user_word)):
-        bad = ~np.isfinite(vectors).all(axis=1)
-        if bad.any():
-            raise DcueError(f"{path}: {int(bad.sum()):,} {word} vectors hold NaN or infinity (e.g. {word} "
-                            f"{str(ids[np.flatnonzero(bad)[0]])!r}): write the file again (a diverged run "
-                            "gives such vectors).")
+        refuse_non_finite(path, vectors, ids, word)
     largest = max(float(np.abs(users).max(initial=0)), float(np.abs(items).max(initial=0)))
     if users.shape[1] * largest * largest > 1e37:  # a bound on any score and on any squared norm
         raise DcueError(f"{path}: vector values as large as {largest:.1e} make the scores overflow float32: "
@@ -244,14 +242,10 @@ def _check_finite(path, users, user_ids, user_word, items, item_ids, item_word) 
 
 def name_models(models: Sequence[Model]) -> None:
     """Make row names unique: a repeated name gets its file's name."""
-    import os
+    from dcue_cli.evaluate.report import unique_names
 
-    counts = {}
-    for m in models:
-        counts[m.name] = counts.get(m.name, 0) + 1
-    for m in models:
-        if counts[m.name] > 1 and m.path:
-            m.name = f"{m.name} ({os.path.basename(m.path)})"
+    for m, name in zip(models, unique_names([m.name for m in models], [m.path for m in models])):
+        m.name = name
 
 
 def _restrict(task: Task, models: Sequence[Model], keep_users: np.ndarray, keep_items: np.ndarray):

@@ -96,3 +96,10 @@ def write_per_user(stream, per_user: dict, models: list) -> None:
         stream.write("".join(
             f"{name}\t{u}\t{p}\t{c}\t" + "\t".join(format(v, ".10g") for v in row) + "\n"
             for u, p, c, row in zip(users, npos.tolist(), ncand.tolist(), values.tolist())))
+
+
+def unique_names(names: list, paths: list) -> list:
+    """Row names for a table of models: a name that repeats gets its file's name added."""
+    import os
+
+    return [f"{n} ({os.path.basename(p) or p})" if names.count(n) > 1 and p else n for n, p in zip(names, paths)]

@@ -14,6 +14,7 @@ loading it could run code. Its keys: `format` ("dcue-model"), `version`, `dcue_v
 import os
 
 from dcue_cli.errors import DcueError
+from dcue_cli.io.mels import is_hdf5
 
 CHECKPOINT_FORMAT = "dcue-model"
 CHECKPOINT_VERSION = 1
@@ -41,7 +42,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         head = f.read(8)
     if not head:
         raise DcueError(f"{path} is empty, not a dcue model checkpoint: write it with `dcue train`.")
-    if head.startswith(b"\x89HDF"):
+    if is_hdf5(path):
         raise DcueError(f"{path} is an HDF5 file (mels or embeddings?), not a dcue model checkpoint: give the "
                         "model.pt written by `dcue train`.")
     try:

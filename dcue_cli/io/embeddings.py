@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dcue_cli import __version__
-from dcue_cli.errors import DcueError
+from dcue_cli.errors import DcueError, first_line
 from dcue_cli.io.atomic import atomic_path
 
 SIMILARITIES = ("cosine", "dot")
@@ -89,8 +89,7 @@ def read_embeddings(path, *, need_users: bool = False) -> Embeddings:
         try:
             item_ids, item_vectors, user_ids, user_vectors, attrs = _read_groups(f, path, need_users)
         except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:  # h5py on damaged metadata or data
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DcueError(f"{path} is damaged ({reason}): write it again ({WRITERS_HINT})") from None
+            raise DcueError(f"{path} is damaged ({first_line(exc)}): write it again ({WRITERS_HINT})") from None
     if len(item_ids) == 0:
         raise DcueError(f"{path} holds no item vectors: write it again ({WRITERS_HINT})")
     if item_vectors.ndim != 2 or len(item_vectors) != len(item_ids):
@@ -134,3 +133,12 @@ def _read_groups(f, path, need_users):
 def _decode(values) -> np.ndarray:
     return np.array([v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
                      for v in values], dtype=object)
+
+
+def refuse_non_finite(path, vectors: np.ndarray, ids, word: str = "item") -> None:
+    """A one-line error when any row of `vectors` holds NaN or infinity (a diverged run's output)."""
+    bad = ~np.isfinite(vectors).all(axis=1)
+    if bad.any():
+        raise DcueError(f"{path}: {int(bad.sum()):,} {word} vectors hold NaN or infinity (e.g. {word} "
+                        f"{str(ids[np.flatnonzero(bad)[0]])!r}): write the file again (a diverged run "
+                        "gives such vectors).")

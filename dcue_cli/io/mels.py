@@ -67,6 +67,26 @@ def is_hdf5(path) -> bool:
         return False
 
 
+def read_mels_ids(path, option: str) -> list:
+    """Only the /ids of a mels HDF5 (what `option`, e.g. --songs-with, needs), without the checks of
+    a full `MelsFile` open: a file with /ids is enough."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DcueError(f"{path} is not a readable HDF5 file ({first_line(exc)}): give the mels file written by "
+                        f"`dcue melspec` (or an id list) to {option}.") from None
+    with f:
+        try:
+            if "ids" not in f or not isinstance(f["ids"], h5py.Dataset) or f["ids"].ndim != 1:
+                raise DcueError(f"{path} has no /ids list: was it written by `dcue melspec`?")
+            return [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
+                    for v in f["ids"][()]]
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:  # h5py on damaged metadata
+            raise DcueError(f"{path} is damaged ({first_line(exc)}): make it again with `dcue melspec`.") from None
+
+
 def feature_settings(attrs: dict) -> dict:
     """The attributes that must agree for two mels files to be joined."""
     return {k: v for k, v in attrs.items() if k not in NON_FEATURE_KEYS}

@@ -4,8 +4,6 @@
 
 import re
 
-from dcue_cli.errors import DcueError
-
 _MISMATCH = re.compile(r"<(SO[A-Z0-9]{16})\s+(TR[A-Z0-9]{16})>")
 
 
@@ -31,40 +29,9 @@ def read_song_set(path, id_map: dict | None = None) -> set:
     already song ids pass through.
     """
     from dcue_cli.io.idmap import read_id_list
+    from dcue_cli.io.mels import is_hdf5, read_mels_ids
 
-    ids = _read_mels_ids(path) if _is_hdf5(path) else read_id_list(path)
+    ids = read_mels_ids(path, "--songs-with") if is_hdf5(path) else read_id_list(path)
     if id_map:
         ids = [id_map[i][0] if i in id_map else i for i in ids]
     return set(ids)
-
-
-def _reason(exc) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _read_mels_ids(path) -> list:
-    """The /ids of a mels HDF5, with --songs-with's own messages (only /ids is needed here)."""
-    import h5py
-
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DcueError(f"{path} is not a readable HDF5 file ({_reason(exc)}): give the mels file written by "
-                        "`dcue melspec` (or an id list) to --songs-with.") from None
-    with f:
-        try:
-            if "ids" not in f or not isinstance(f["ids"], h5py.Dataset) or f["ids"].ndim != 1:
-                raise DcueError(f"{path} has no /ids list: was it written by `dcue melspec`?")
-            return [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
-                    for v in f["ids"][()]]
-        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:  # h5py on damaged metadata
-            raise DcueError(f"{path} is damaged ({_reason(exc)}): make it again with `dcue melspec`.") from None
-
-
-def _is_hdf5(path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(8) == b"\x89HDF\r\n\x1a\n"
-    except OSError:
-        return False
