@@ -1,45 +1,46 @@
-"""Ad-hoc look-ups in an embeddings file: a user's top items, an item's nearest items."""
+"""Ad-hoc look-ups in an embeddings file (`dcue score --user/--item`): a user's top items, an
+item's nearest items, on the same top-k code as `dcue recommend`."""
 
 
 import numpy as np
 
 from dcue_cli.errors import DcueError
+from dcue_cli.recommend.topk import catalogue, rank, scores
 
 
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores, best first; ties by position (deterministic)."""
-    k = min(k, len(scores))
-    if k <= 0:
-        return np.empty(0, np.int64)
-    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    # Pull in every item tied with the k-th so the tie order is by position, not by chance.
-    kth = scores[part].min()
-    part = np.union1d(part, np.flatnonzero(scores == kth))
-    order = np.lexsort((part, -scores[part]))
-    return part[order][:k]
-
-
-def _unknown(kind: str, value: str, ids, path: str) -> DcueError:
+def unknown_id(kind: str, value: str, ids, path: str) -> DcueError:
+    """The one-line error for an id that is not in the file, with examples of those that are."""
     examples = ", ".join(repr(str(i)) for i in list(ids[:3]))
     return DcueError(f"{kind} {value!r} is not in {path} ({len(ids):,} {kind}s, e.g. {examples}): check the id.")
 
 
-def _allowed_mask(emb, allowed: set | None) -> np.ndarray:
-    if allowed is None:
-        return np.ones(len(emb.item_ids), bool)
-    return np.fromiter((i in allowed for i in emb.item_ids), bool, len(emb.item_ids))
+def _allowed_rows(emb, allowed: set | None, exclude: set | None, leave_out: int | None = None) -> np.ndarray:
+    keep = np.ones(len(emb.item_ids), bool)
+    if allowed is not None:
+        keep &= np.fromiter((i in allowed for i in emb.item_ids), bool, len(emb.item_ids))
+    if exclude:
+        keep &= np.fromiter((i not in exclude for i in emb.item_ids), bool, len(emb.item_ids))
+    if leave_out is not None:
+        keep[leave_out] = False
+    return np.flatnonzero(keep)
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    # Scaled by the largest value first, so that a huge vector's squared norm cannot overflow.
-    with np.errstate(invalid="ignore"):
-        top = np.abs(v).max(axis=-1, keepdims=True)
-        v = v / np.where(top > 0, top, 1)
-    norms = np.linalg.norm(v, axis=-1, keepdims=True)
-    return v / np.where(norms > 0, norms, 1)
+def _query(emb, vector: np.ndarray, rows: np.ndarray, k: int):
+    if not len(rows):
+        return []
+    cat = catalogue(emb.item_vectors, emb.similarity == "cosine", rows)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = scores(cat, vector[None, :])
+    bad = ~np.isfinite(s[0].numpy())
+    if bad.any():
+        raise DcueError(f"{emb.path}: {int(bad.sum()):,} scores are NaN or infinite (e.g. item "
+                        f"{str(emb.item_ids[rows[np.flatnonzero(bad)[0]]])!r}): its vectors hold NaN, infinity or "
+                        "overflowing values; write the file again.")
+    columns, values = rank(s, k)[0]
+    return [(r, str(emb.item_ids[cat.rows[c]]), float(v)) for r, (c, v) in enumerate(zip(columns, values), 1)]
 
 
-def recommend(emb, user_id: str, k: int = 10, exclude: set | None = None, allowed: set | None = None):
+def recommend_user(emb, user_id: str, k: int = 10, exclude: set | None = None, allowed: set | None = None):
     """The k best items for a user as [(rank, item_id, score)], by the file's similarity.
 
     exclude: items not to recommend (e.g. the user's plays); allowed: only these items.
@@ -48,42 +49,16 @@ def recommend(emb, user_id: str, k: int = 10, exclude: set | None = None, allowe
         raise DcueError(f"{emb.path} has no user vectors: --user needs a file written by `dcue embed` or `dcue wmf`.")
     row = emb.user_index().get(user_id)
     if row is None:
-        raise _unknown("user", user_id, emb.user_ids, emb.path)
-    items, user = emb.item_vectors, emb.user_vectors[row]
-    if emb.similarity == "cosine":
-        items, user = _unit(items), _unit(user)
-    with np.errstate(over="ignore", invalid="ignore"):  # non-finite scores are refused in _ranked
-        scores = (items @ user).astype(np.float64)
-    keep = _allowed_mask(emb, allowed)
-    if exclude:
-        keep &= np.fromiter((i not in exclude for i in emb.item_ids), bool, len(emb.item_ids))
-    return _ranked(emb, scores, keep, k)
+        raise unknown_id("user", user_id, emb.user_ids, emb.path)
+    return _query(emb, emb.user_vectors[row], _allowed_rows(emb, allowed, exclude), k)
 
 
 def similar_items(emb, item_id: str, k: int = 10, allowed: set | None = None):
     """The k items nearest to an item (itself left out) as [(rank, item_id, score)]."""
     row = emb.item_index().get(item_id)
     if row is None:
-        raise _unknown("item", item_id, emb.item_ids, emb.path)
-    items = emb.item_vectors
-    if emb.similarity == "cosine":
-        items = _unit(items)
-    with np.errstate(over="ignore", invalid="ignore"):  # non-finite scores are refused in _ranked
-        scores = (items @ items[row]).astype(np.float64)
-    keep = _allowed_mask(emb, allowed)
-    keep[row] = False
-    return _ranked(emb, scores, keep, k)
-
-
-def _ranked(emb, scores, keep, k):
-    candidates = np.flatnonzero(keep)
-    bad = candidates[~np.isfinite(scores[candidates])]
-    if len(bad):
-        raise DcueError(f"{emb.path}: {len(bad):,} scores are NaN or infinite (e.g. item "
-                        f"{str(emb.item_ids[bad[0]])!r}): its vectors hold NaN, infinity or overflowing values; "
-                        "write the file again.")
-    best = candidates[_top(scores[candidates], k)]
-    return [(rank, str(emb.item_ids[i]), float(scores[i])) for rank, i in enumerate(best, 1)]
+        raise unknown_id("item", item_id, emb.item_ids, emb.path)
+    return _query(emb, emb.item_vectors[row], _allowed_rows(emb, allowed, None, leave_out=row), k)
 
 
 def titles_from_id_map(id_map: dict) -> dict:

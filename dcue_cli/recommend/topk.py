@@ -1,0 +1,169 @@
+"""Exact top-k of user x item scores, in chunks of users so memory stays bounded.
+
+Scores are the file's similarity: dot, or cosine (both sides L2-normalised first). A chunk's
+scores are one matrix product on the torch device (the GPU when present), excluded pairs set
+to -inf, then torch.topk. The order is deterministic and the same on every device: by score,
+best first, ties by item position; a row whose k-th score is tied with an item left outside the
+top k is ranked again exactly (rare with real vectors). Vectors are checked once, before any
+row is written, so a bad vector stops the run before its output starts.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dcue_cli.errors import DcueError
+
+# Scores of one chunk (float32) plus torch's temporaries stay within this many bytes.
+CHUNK_BYTES = {"cpu": 256 << 20, "cuda": 2 << 30}
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    # Scaled by the largest value first, so that a huge vector's squared norm cannot overflow.
+    with np.errstate(invalid="ignore"):
+        top = np.abs(v).max(axis=-1, keepdims=True)
+        v = v / np.where(top > 0, top, 1)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    return (v / np.where(norms > 0, norms, 1)).astype(np.float32)
+
+
+def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest scores, best first; ties by position (deterministic)."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.empty(0, np.int64)
+    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    # Pull in every item tied with the k-th so the tie order is by position, not by chance.
+    kth = scores[part].min()
+    part = np.union1d(part, np.flatnonzero(scores == kth))
+    order = np.lexsort((part, -scores[part]))
+    return part[order][:k]
+
+
+def check_finite(path, vectors: np.ndarray, ids, word: str) -> None:
+    """Refuse NaN or infinite vectors, naming the first."""
+    bad = ~np.isfinite(vectors).all(axis=1)
+    if bad.any():
+        raise DcueError(f"{path}: {int(bad.sum()):,} {word} vectors hold NaN or infinity (e.g. {word} "
+                        f"{str(ids[np.flatnonzero(bad)[0]])!r}): write the file again (a diverged run "
+                        "gives such vectors).")
+
+
+def check_no_overflow(path, users: np.ndarray, items: np.ndarray) -> None:
+    """Refuse vectors so large that a dot product could overflow float32 (Cauchy-Schwarz bound)."""
+    largest = max(float(np.abs(users).max(initial=0)), float(np.abs(items).max(initial=0)))
+    if users.shape[1] * largest * largest > 1e37:
+        raise DcueError(f"{path}: vector values as large as {largest:.1e} make the scores overflow float32: "
+                        "write the file again (a diverged run gives such vectors).")
+
+
+@dataclass
+class Catalogue:
+    """The candidate items, prepared once on the device: rows of the item matrix to rank."""
+
+    rows: np.ndarray  # (m,) int64 positions in the embeddings' item arrays
+    matrix: object  # torch (m, d) float32 on `device`, unit rows for cosine
+    cosine: bool
+    device: object
+
+    @property
+    def size(self) -> int:
+        return len(self.rows)
+
+
+def catalogue(item_vectors: np.ndarray, cosine: bool, rows: np.ndarray | None = None, device=None) -> Catalogue:
+    """The items at `rows` (default: all) as a Catalogue on `device` (default: the CPU)."""
+    import torch
+
+    device = device or torch.device("cpu")
+    rows = np.arange(len(item_vectors)) if rows is None else np.asarray(rows, np.int64)
+    items = item_vectors[rows]
+    items = unit(items) if cosine else np.ascontiguousarray(items, np.float32)
+    return Catalogue(rows, torch.from_numpy(items).to(device), cosine, device)
+
+
+def chunk_users(cat: Catalogue, chunk_bytes: int | None = None) -> int:
+    """Users a chunk holds: its scores (4 bytes each) plus torch.topk's temporaries (~2x) in budget."""
+    budget = chunk_bytes or CHUNK_BYTES["cuda" if cat.device.type == "cuda" else "cpu"]
+    return max(1, int(budget // (12 * max(1, cat.size))))
+
+
+def scores(cat: Catalogue, user_vectors: np.ndarray):
+    """The (n, m) torch scores of these users against the catalogue."""
+    import torch
+
+    users = unit(user_vectors) if cat.cosine else np.ascontiguousarray(user_vectors, np.float32)
+    return torch.from_numpy(users).to(cat.device) @ cat.matrix.T
+
+
+def exclusion_columns(cat: Catalogue, played_rows: list) -> list:
+    """Per user, the catalogue columns to leave out, from item positions in the embeddings."""
+    column = np.full(int(cat.rows.max(initial=-1)) + 1, -1, np.int64)
+    column[cat.rows] = np.arange(cat.size)
+    out = []
+    for rows in played_rows:
+        rows = np.asarray(rows, np.int64)
+        rows = rows[rows < len(column)]
+        cols = column[rows]
+        out.append(cols[cols >= 0])
+    return out
+
+
+def mask(score_matrix, excluded: list) -> None:
+    """Set score_matrix[r, c] = -inf for every column c of excluded[r] (in place)."""
+    import torch
+
+    lengths = [len(c) for c in excluded]
+    if not sum(lengths):
+        return
+    r = np.repeat(np.arange(len(excluded)), lengths)
+    c = np.concatenate([np.asarray(c, np.int64) for c in excluded])
+    dev = score_matrix.device
+    score_matrix[torch.from_numpy(r).to(dev), torch.from_numpy(c).to(dev)] = float("-inf")
+
+
+def rank(score_matrix, k: int) -> list:
+    """Per row, (catalogue columns, scores) of its k best finite scores in the deterministic order."""
+    import torch
+
+    m = score_matrix.shape[1]
+    kk = min(k, m)
+    values, columns = torch.topk(score_matrix, kk, dim=1, sorted=True)
+    kth = values[:, -1:]
+    # a tie at the cut: more items score the k-th value than the top k holds
+    tied = torch.isfinite(kth[:, 0]) & ((score_matrix >= kth).sum(1) > kk) if kk < m else None
+    values, columns = values.cpu().numpy(), columns.cpu().numpy()
+    redo = set(np.flatnonzero(tied.cpu().numpy()).tolist()) if tied is not None else set()
+    out = []
+    for r in range(len(values)):
+        if r in redo:
+            row = score_matrix[r].cpu().numpy().astype(np.float64)
+            best = top_indices(row, kk)
+            best = best[np.isfinite(row[best])]
+            out.append((best, row[best].astype(np.float32)))
+            continue
+        v, c = values[r], columns[r]
+        keep = np.isfinite(v)
+        v, c = v[keep], c[keep]
+        order = np.lexsort((c, -v))  # ties inside the top k by position
+        out.append((c[order].astype(np.int64), v[order]))
+    return out
+
+
+def iter_topk(cat: Catalogue, user_vectors: np.ndarray, k: int, excluded: list | None = None,
+              chunk: int | None = None):
+    """Yield, chunk by chunk, (first user, [(item positions, scores)] for each user of the chunk).
+
+    user_vectors: (n, d) float32; excluded: per user, catalogue columns to leave out
+    (from `exclusion_columns`), or None.
+    """
+    import torch
+
+    step = chunk or chunk_users(cat)
+    with torch.inference_mode():
+        for start in range(0, len(user_vectors), step):
+            s = scores(cat, user_vectors[start:start + step])
+            if excluded is not None:
+                mask(s, excluded[start:start + step])
+            yield start, [(cat.rows[c], v) for c, v in rank(s, k)]
