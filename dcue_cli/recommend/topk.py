@@ -129,12 +129,15 @@ def rank(score_matrix, k: int) -> list:
 
     m = score_matrix.shape[1]
     kk = min(k, m)
-    values, columns = torch.topk(score_matrix, kk, dim=1, sorted=True)
-    kth = values[:, -1:]
-    # a tie at the cut: more items score the k-th value than the top k holds
-    tied = torch.isfinite(kth[:, 0]) & ((score_matrix >= kth).sum(1) > kk) if kk < m else None
+    # One more than asked: the k-th tied with the (k+1)-th means a tie across the cut, which
+    # torch.topk breaks arbitrarily; such rows are ranked again exactly (no extra pass over the scores).
+    values, columns = torch.topk(score_matrix, min(kk + 1, m), dim=1, sorted=True)
     values, columns = values.cpu().numpy(), columns.cpu().numpy()
-    redo = set(np.flatnonzero(tied.cpu().numpy()).tolist()) if tied is not None else set()
+    redo = set()
+    if kk < m:
+        tied = np.isfinite(values[:, kk - 1]) & (values[:, kk] == values[:, kk - 1])
+        redo = set(np.flatnonzero(tied).tolist())
+        values, columns = values[:, :kk], columns[:, :kk]
     out = []
     for r in range(len(values)):
         if r in redo:
