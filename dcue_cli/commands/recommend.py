@@ -51,8 +51,8 @@ def cli(embeddings, users, k, exclude_played, items, splits, plays, fold_method,
     \b
     Example:
       dcue recommend wmf.h5 --users users.txt -k 50 --exclude-played sub/plays.tsv > recs.tsv
-      dcue melspec new_audio/ -o new-mels.h5 && dcue embed model.pt new-mels.h5 -o new.h5
-      cut -f1 ... > new.txt; dcue recommend all.h5 --items new.txt --users -  < users.txt
+      dcue recommend wmf.h5 --users - --plays new-plays.tsv < new-users.txt
+      dcue embed model.pt new-mels.h5 -o new.h5 && dcue recommend new.h5 --items new.txt
     """
     from dcue_cli.io.atomic import check_output_path, open_text_output
     from dcue_cli.io.tsv import parse_columns, parse_header_option
