@@ -11,8 +11,8 @@ each with --played plays (power-law popularity) that are excluded. Top --k (100)
     same with torch.mm + torch.topk (the floor of the torch path itself);
   - with --ann (faiss installed): an IVF-Flat inner-product index, recall@k against the exact
     top-k and its speed-up (build time apart).
-Peak memory: the process's peak RSS after each stage (stages run in the order printed; the
-item matrix alone is items x dim x 4 bytes), and torch's peak on a GPU.
+Peak memory: the process's peak RSS after each stage (stages run in the order printed, dcue
+first, so its figure is its own; the item matrix alone is items x dim x 4 bytes), and torch's peak on a GPU.
 
     python benchmarks/recommend_bench.py                      # 5,000 users x 380,000 songs
     python benchmarks/recommend_bench.py --sample 1000 --ann  # faiss: pip install faiss-cpu
@@ -151,6 +151,9 @@ def main():
         print(f"  {name:<34} {rate:>10,.0f} users/s   {args.users:,} users: {hours:6.2f} h   "
               f"peak RSS {peak_mb():,.0f} MB{note}", flush=True)
 
+    # each method warmed up on a few users first: thread pools, allocator, page faults not timed
+    few = slice(0, min(64, args.sample))
+    run_dcue(users[few], items, played[few], args.k, args.device)
     t, ours = run_dcue(users, items, played, args.k, args.device)
     note = ""
     import torch
@@ -158,11 +161,14 @@ def main():
     if torch.cuda.is_available() and args.device != "cpu":
         note = f", GPU peak {torch.cuda.max_memory_allocated() / 2**20:,.0f} MB"
     report(f"dcue recommend ({'cuda' if note else 'cpu'})", t, note)
+    run_implicit(users[few], items, played[few], args.k, args.threads)
     t, theirs = run_implicit(users, items, played, args.k, args.threads)
     report("implicit recommend (cpu)", t)
     agree = np.mean([len(set(a.tolist()) & set(b.tolist())) / args.k for a, b in zip(ours, theirs)])
     print(f"  (dcue and implicit agree on {agree:.4%} of the top-{args.k} items)")
+    run_floor_numpy(users[few], items, args.k)
     report("floor: numpy matmul + argpartition", run_floor_numpy(users, items, args.k))
+    run_floor_torch(users[few], items, args.k, args.device)
     report("floor: torch mm + topk", run_floor_torch(users, items, args.k, args.device))
     rate = dict(rows)
     ours_rate = rows[0][1]

@@ -24,7 +24,8 @@ def brute_force(users, items, k, cosine, candidates=None, excluded=None):
 
 @pytest.mark.parametrize("cosine", [False, True])
 @pytest.mark.parametrize("chunk", [1, 3, 7, 1000])
-def test_topk_equals_brute_force_with_exclusions_candidates_and_chunks(cosine, chunk):
+@pytest.mark.parametrize("chunk_bytes", [None, 1])  # 1: item blocks of k+1 items, merged
+def test_topk_equals_brute_force_with_exclusions_candidates_and_chunks(cosine, chunk, chunk_bytes):
     from dcue_cli.recommend.topk import catalogue, exclusion_columns, iter_topk
 
     rng = np.random.default_rng(1)
@@ -36,7 +37,8 @@ def test_topk_equals_brute_force_with_exclusions_candidates_and_chunks(cosine, c
         cat = catalogue(items, cosine, cand)
         for k in (1, 6, 40):
             got = []
-            for start, ranked in iter_topk(cat, users, k, exclusion_columns(cat, played), chunk=chunk):
+            for start, ranked in iter_topk(cat, users, k, exclusion_columns(cat, played), chunk=chunk,
+                                             chunk_bytes=chunk_bytes):
                 assert start == len(got)
                 got += [list(p) for p, _ in ranked]
             assert got == brute_force(users, items, k, cosine, cand, played)
@@ -51,6 +53,8 @@ def test_ties_are_ranked_by_position_on_every_path():
     assert [list(p) for p, _ in ranked] == [[1, 2], [5, 0]]  # the cut falls inside a tie: by position
     (_, ranked), = iter_topk(cat, np.array([[1, 0]], np.float32), 4)
     assert list(ranked[0][0]) == [1, 2, 4, 0]
+    (_, ranked), = iter_topk(cat, np.array([[1, 0], [0, 1]], np.float32), 2, chunk_bytes=1)  # blocks of 3 items
+    assert [list(p) for p, _ in ranked] == [[1, 2], [5, 0]]
 
 
 def test_wmf_fold_in_is_implicits_recalculate_user():

@@ -14,8 +14,11 @@ import numpy as np
 
 from dcue_cli.errors import DcueError
 
-# Scores of one chunk (float32) plus torch's temporaries stay within this many bytes.
-CHUNK_BYTES = {"cpu": 256 << 20, "cuda": 2 << 30}
+# A chunk of users is scored against blocks of items whose scores (float32, plus torch.topk's
+# temporaries, ~3x) stay within this many bytes: large user chunks keep the matrix product
+# efficient, item blocks keep the memory bounded whatever the catalogue size.
+CHUNK_BYTES = {"cpu": 256 << 20, "cuda": 4 << 30}
+CHUNK_USERS = {"cpu": 256, "cuda": 8192}
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -83,10 +86,15 @@ def catalogue(item_vectors: np.ndarray, cosine: bool, rows: np.ndarray | None = 
     return Catalogue(rows, torch.from_numpy(items).to(device), cosine, device)
 
 
-def chunk_users(cat: Catalogue, chunk_bytes: int | None = None) -> int:
-    """Users a chunk holds: its scores (4 bytes each) plus torch.topk's temporaries (~2x) in budget."""
+def chunk_users(cat: Catalogue) -> int:
+    """Users scored at once by default (256 on the CPU, 8192 on a GPU)."""
+    return CHUNK_USERS["cuda" if cat.device.type == "cuda" else "cpu"]
+
+
+def block_items(cat: Catalogue, n_users: int, k: int, chunk_bytes: int | None = None) -> int:
+    """Items per block so that n_users x block scores and temporaries fit the budget."""
     budget = chunk_bytes or CHUNK_BYTES["cuda" if cat.device.type == "cuda" else "cpu"]
-    return max(1, int(budget // (12 * max(1, cat.size))))
+    return max(k + 1, int(budget // (12 * max(1, n_users))))
 
 
 def scores(cat: Catalogue, user_vectors: np.ndarray):
@@ -128,10 +136,18 @@ def rank(score_matrix, k: int) -> list:
     import torch
 
     m = score_matrix.shape[1]
+    values, columns = torch.topk(score_matrix, min(k + 1, m), dim=1, sorted=True)
+    return finish(values, columns, k, m, lambda r: score_matrix[r])
+
+
+def finish(values, columns, k: int, m: int, full_row) -> list:
+    """The deterministic top k from each row's best min(k+1, m) candidates, sorted best first.
+
+    One more than asked: the k-th tied with the (k+1)-th means a tie across the cut, which
+    torch.topk breaks arbitrarily; such rows (rare with real vectors) are ranked again exactly
+    from full_row(r), their scores over the whole catalogue.
+    """
     kk = min(k, m)
-    # One more than asked: the k-th tied with the (k+1)-th means a tie across the cut, which
-    # torch.topk breaks arbitrarily; such rows are ranked again exactly (no extra pass over the scores).
-    values, columns = torch.topk(score_matrix, min(kk + 1, m), dim=1, sorted=True)
     values, columns = values.cpu().numpy(), columns.cpu().numpy()
     redo = set()
     if kk < m:
@@ -141,7 +157,7 @@ def rank(score_matrix, k: int) -> list:
     out = []
     for r in range(len(values)):
         if r in redo:
-            row = score_matrix[r].cpu().numpy().astype(np.float64)
+            row = full_row(r).cpu().numpy().astype(np.float64)
             best = top_indices(row, kk)
             best = best[np.isfinite(row[best])]
             out.append((best, row[best].astype(np.float32)))
@@ -154,19 +170,58 @@ def rank(score_matrix, k: int) -> list:
     return out
 
 
+def _shifted(excluded: list, start: int, stop: int) -> list:
+    """The excluded columns within [start, stop), relative to start."""
+    return [c[(c >= start) & (c < stop)] - start for c in excluded]
+
+
+def topk_chunk(cat: Catalogue, users, k: int, excluded: list | None = None, chunk_bytes: int | None = None):
+    """The deterministic top k of a chunk of users (torch (n, d), prepared like `scores`) by item blocks."""
+    import torch
+
+    m, k1 = cat.size, min(k + 1, cat.size)
+    block = block_items(cat, len(users), k1, chunk_bytes)
+    values, columns = [], []
+    for start in range(0, m, block):
+        stop = min(m, start + block)
+        s = users @ cat.matrix[start:stop].T
+        if excluded is not None:
+            mask(s, _shifted(excluded, start, stop))
+        v, c = torch.topk(s, min(k1, stop - start), dim=1, sorted=False)
+        values.append(v)
+        columns.append(c + start)
+    values, columns = torch.cat(values, 1), torch.cat(columns, 1)
+    if len(values[0]) > k1:  # several blocks: the best k+1 of their candidates
+        values, pick = torch.topk(values, k1, dim=1, sorted=True)
+        columns = torch.gather(columns, 1, pick)
+    else:
+        values, order = torch.sort(values, dim=1, descending=True)
+        columns = torch.gather(columns, 1, order)
+
+    def full_row(r):
+        row = (users[r:r + 1] @ cat.matrix.T)
+        if excluded is not None:
+            mask(row, excluded[r:r + 1])
+        return row[0]
+
+    return finish(values, columns, k, m, full_row)
+
+
 def iter_topk(cat: Catalogue, user_vectors: np.ndarray, k: int, excluded: list | None = None,
-              chunk: int | None = None):
+              chunk: int | None = None, chunk_bytes: int | None = None):
     """Yield, chunk by chunk, (first user, [(item positions, scores)] for each user of the chunk).
 
     user_vectors: (n, d) float32; excluded: per user, catalogue columns to leave out
-    (from `exclusion_columns`), or None.
+    (from `exclusion_columns`), or None; chunk: users at once; chunk_bytes: the scores' budget.
     """
     import torch
 
     step = chunk or chunk_users(cat)
     with torch.inference_mode():
         for start in range(0, len(user_vectors), step):
-            s = scores(cat, user_vectors[start:start + step])
-            if excluded is not None:
-                mask(s, excluded[start:start + step])
-            yield start, [(cat.rows[c], v) for c, v in rank(s, k)]
+            part = user_vectors[start:start + step]
+            part = unit(part) if cat.cosine else np.ascontiguousarray(part, np.float32)
+            users = torch.from_numpy(part).to(cat.device)
+            ranked = topk_chunk(cat, users, k, None if excluded is None else excluded[start:start + step],
+                                chunk_bytes)
+            yield start, [(cat.rows[c], v) for c, v in ranked]
