@@ -218,15 +218,18 @@ def test_misuse_exits_2(world, args, expect):
     assert expect in result.stderr and result.stdout == ""
 
 
-def test_cosine_file_folds_in_by_mean_and_refuses_als(tmp_path):
+def test_cosine_file_folds_in_by_logistic_or_mean_and_refuses_als(tmp_path):
     items = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
     write_embeddings(tmp_path / "c.h5", Embeddings(np.array(["a", "b", "c"], object), items,
                                                   np.array(["x"], object), np.ones((1, 2), np.float32),
                                                   similarity="cosine"))
     (tmp_path / "p.tsv").write_text("n\ta\t1\n")
-    out = rows(invoke(["recommend", tmp_path / "c.h5", "--users", "-", "--plays", tmp_path / "p.tsv", "-k", 3],
-                      input="n\n"))
+    out = rows(invoke(["recommend", tmp_path / "c.h5", "--users", "-", "--plays", tmp_path / "p.tsv", "-k", 3,
+                       "--fold-in", "mean"], input="n\n"))
     assert [r[2] for r in out] == ["a", "c", "b"] and float(out[0][3]) == pytest.approx(1.0)
+    out = rows(invoke(["recommend", tmp_path / "c.h5", "--users", "-", "--plays", tmp_path / "p.tsv", "-k", 3],
+                      input="n\n"))  # the default: logistic
+    assert [r[2] for r in out] == ["a", "c", "b"] and float(out[0][3]) < 0.99
     result = invoke(["recommend", tmp_path / "c.h5", "--plays", tmp_path / "p.tsv", "--fold-in", "als"], expect=1)
     assert "--fold-in als needs a dot file" in error_line(result)
 

@@ -22,7 +22,7 @@ from dcue_cli.options import device_option, plays_input_options
                    "without retraining.")
 @click.option("--fold-in", "fold_method", type=click.Choice(["als", "mean", "logistic"]), default=None,
               help="How new users get a vector: als (dot files: the WMF user step), mean or logistic (cosine "
-                   "files) [default: als for dot, mean for cosine].")
+                   "files) [default: als for dot, logistic for cosine].")
 @click.option("--alpha", type=float, default=None, help="Fold-in als: confidence weight (default: the file's, else 40).")
 @click.option("--regularization", type=float, default=None,
               help="Fold-in als: L2 weight (default: the file's, else 0.01).")
@@ -44,8 +44,8 @@ def cli(embeddings, users, k, exclude_played, items, splits, plays, fold_method,
 
     Scores are the file's similarity (cosine for `dcue embed`, dot for `dcue wmf`), exact, in
     chunks of users (bounded memory), on the GPU when present. Users the model does not know
-    are folded in from their --plays (dot: the WMF ALS user step; cosine: the played items'
-    mean direction). New songs (the cold-start use): embed their audio with an existing model
+    are folded in from their --plays (dot: the WMF ALS user step; cosine: a logistic fit of
+    the played items against the others, or their mean direction). New songs (the cold-start use): embed their audio with an existing model
     and rank only them with --items.
 
     \b
