@@ -8,11 +8,11 @@ each with --played plays (power-law popularity) that are excluded. Top --k (100)
   - implicit: `AlternatingLeastSquares.recommend(users, user_items, N=k,
     filter_already_liked_items=True)` on the same vectors (implicit's CPU model);
   - floor: a bare numpy matmul per chunk + np.argpartition (no exclusion, no sort), and the
-    same with torch.mm + torch.topk (the floor of the torch path itself);
+    product dcue uses (numpy's BLAS on the CPU, torch on a GPU) + torch.topk: its own floor;
   - with --ann (faiss installed): an IVF-Flat inner-product index, recall@k against the exact
     top-k and its speed-up (build time apart).
-Peak memory: the process's peak RSS after each stage (stages run in the order printed, dcue
-first, so its figure is its own; the item matrix alone is items x dim x 4 bytes), and torch's peak on a GPU.
+Peak memory: the process's peak RSS after each stage (after each one's warm-up, in the order
+printed, dcue first, so its figure is its own; the item matrix alone is items x dim x 4 bytes), and torch's peak on a GPU.
 
     python benchmarks/recommend_bench.py                      # 5,000 users x 380,000 songs
     python benchmarks/recommend_bench.py --sample 1000 --ann  # faiss: pip install faiss-cpu
@@ -88,7 +88,8 @@ def run_floor_numpy(users, items, k, step=256):
     return time.perf_counter() - start
 
 
-def run_floor_torch(users, items, k, device, step=256):
+def run_floor_topk(users, items, k, device, step=256):
+    """The product dcue uses on this device (numpy's BLAS on the CPU, torch on a GPU) + torch.topk."""
     import torch
 
     from dcue_cli.runtime import torch_device
@@ -98,7 +99,11 @@ def run_floor_torch(users, items, k, device, step=256):
     start = time.perf_counter()
     with torch.inference_mode():
         for first in range(0, len(users), step):
-            torch.topk(torch.from_numpy(users[first:first + step]).to(dev) @ it.T, k, dim=1)[1].cpu()
+            if dev.type == "cpu":
+                s = torch.from_numpy(users[first:first + step] @ items.T)
+            else:
+                s = torch.from_numpy(users[first:first + step]).to(dev) @ it.T
+            torch.topk(s, k, dim=1)[1].cpu()
     return time.perf_counter() - start
 
 
@@ -134,6 +139,7 @@ def main():
     p.add_argument("--styles", type=int, default=500, help="clusters the vectors are drawn around")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="implicit's threads (0: all)")
+    p.add_argument("--rounds", type=int, default=5, help="slices of users the methods take turns on")
     p.add_argument("--ann", action="store_true", help="also an approximate faiss IVF index")
     p.add_argument("--nlist", type=int, default=1024)
     p.add_argument("--nprobe", type=int, default=32)
@@ -142,39 +148,48 @@ def main():
     print(f"{args.sample:,} users (of {args.users:,}) x {args.items:,} songs, {args.dim}-d dot, top-{args.k}, "
           f"{played.nnz / args.sample:.0f} played items excluded per user; {os.cpu_count()} cores; "
           f"peak RSS after the data {peak_mb():,.0f} MB")
-    rows = []
-
-    def report(name, seconds, note=""):
-        rate = args.sample / seconds
-        rows.append((name, rate))
-        hours = args.users / rate / 3600
-        print(f"  {name:<34} {rate:>10,.0f} users/s   {args.users:,} users: {hours:6.2f} h   "
-              f"peak RSS {peak_mb():,.0f} MB{note}", flush=True)
-
-    # each method warmed up on a few users first: thread pools, allocator, page faults not timed
+    # Other jobs share these cores: the methods take turns on slices of the users (in a rotating
+    # order), so a burst of load falls on all of them alike; each is warmed up first, untimed.
     few = slice(0, min(64, args.sample))
-    run_dcue(users[few], items, played[few], args.k, args.device)
-    t, ours = run_dcue(users, items, played, args.k, args.device)
+    methods = {
+        "dcue recommend": lambda sl: run_dcue(users[sl], items, played[sl], args.k, args.device),
+        "implicit recommend (cpu)": lambda sl: run_implicit(users[sl], items, played[sl], args.k, args.threads),
+        "floor: numpy matmul + argpartition": lambda sl: (run_floor_numpy(users[sl], items, args.k), None),
+        "floor: matmul + torch.topk": lambda sl: (run_floor_topk(users[sl], items, args.k, args.device), None),
+    }
+    seconds, results = dict.fromkeys(methods, 0.0), {"dcue recommend": [], "implicit recommend (cpu)": []}
+    peaks = {}
+    for name, method in methods.items():
+        method(few)
+        peaks[name] = peak_mb()  # after its warm-up; dcue is first, so its figure is its own
+    edges = np.linspace(0, args.sample, args.rounds + 1).astype(int)
+    names = list(methods)
+    for r in range(args.rounds):
+        sl = slice(edges[r], edges[r + 1])
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t, found = methods[name](sl)
+            seconds[name] += t
+            if name in results:
+                results[name] += list(found)
+        print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{edges[r + 1] / seconds[n]:,.0f}" for n in names)
+              + " users/s so far", flush=True)
     note = ""
     import torch
 
     if torch.cuda.is_available() and args.device != "cpu":
         note = f", GPU peak {torch.cuda.max_memory_allocated() / 2**20:,.0f} MB"
-    report(f"dcue recommend ({'cuda' if note else 'cpu'})", t, note)
-    run_implicit(users[few], items, played[few], args.k, args.threads)
-    t, theirs = run_implicit(users, items, played, args.k, args.threads)
-    report("implicit recommend (cpu)", t)
+    rate = {n: args.sample / t for n, t in seconds.items()}
+    for name in names:
+        hours = args.users / rate[name] / 3600
+        print(f"  {name:<36} {rate[name]:>8,.0f} users/s   {args.users:,} users: {hours:6.2f} h   "
+              f"peak RSS {peaks[name]:,.0f} MB{note if name.startswith('dcue') else ''}", flush=True)
+    ours, theirs = results["dcue recommend"], results["implicit recommend (cpu)"]
     agree = np.mean([len(set(a.tolist()) & set(b.tolist())) / args.k for a, b in zip(ours, theirs)])
     print(f"  (dcue and implicit agree on {agree:.4%} of the top-{args.k} items)")
-    run_floor_numpy(users[few], items, args.k)
-    report("floor: numpy matmul + argpartition", run_floor_numpy(users, items, args.k))
-    run_floor_torch(users[few], items, args.k, args.device)
-    report("floor: torch mm + topk", run_floor_torch(users, items, args.k, args.device))
-    rate = dict(rows)
-    ours_rate = rows[0][1]
+    ours_rate = rate["dcue recommend"]
     print(f"dcue / implicit: {ours_rate / rate['implicit recommend (cpu)']:.2f}x;  dcue / numpy floor: "
-          f"{ours_rate / rate['floor: numpy matmul + argpartition']:.2f}x;  dcue / torch floor: "
-          f"{ours_rate / rate['floor: torch mm + topk']:.2f}x  (>1: dcue is faster)")
+          f"{ours_rate / rate['floor: numpy matmul + argpartition']:.2f}x;  dcue / matmul+topk floor: "
+          f"{ours_rate / rate['floor: matmul + torch.topk']:.2f}x  (>1: dcue is faster)")
     if args.ann:
         try:
             import faiss  # noqa: F401

@@ -171,8 +171,8 @@ def test_score_user_query_shares_the_ranking(world):
     assert [line.split("\t") for line in q] == [x[1:] for x in r]
 
 
-@pytest.mark.parametrize("case", ["unknown user", "empty list", "bad plays", "nan item", "nan user", "no items",
-                                  "no users in file"])
+@pytest.mark.parametrize("case", ["unknown user", "empty list", "bad plays", "bad fold-in plays", "nan item",
+                                  "nan user", "no items", "no users in file"])
 def test_bad_data_is_a_one_line_error_and_no_output(world, case):
     path, extra, input_ = world / "w.h5", [], None
     if case == "unknown user":
@@ -184,6 +184,9 @@ def test_bad_data_is_a_one_line_error_and_no_output(world, case):
     elif case == "bad plays":
         (world / "bad.tsv").write_text("u0\ts1\t3\nu0\ts2\tmany\n")
         extra, expect = ["--exclude-played", world / "bad.tsv"], f"{world / 'bad.tsv'}:2:"
+    elif case == "bad fold-in plays":
+        (world / "two.tsv").write_text("new\ts1\t2\nnew\ts2\n")
+        extra, expect = ["--plays", world / "two.tsv"], f"{world / 'two.tsv'}:2:"
     elif case in ("nan item", "nan user"):
         emb = read_embeddings(path)
         (emb.item_vectors if case == "nan item" else emb.user_vectors)[2, 1] = np.nan

@@ -62,7 +62,7 @@ def requested_users(emb, users_path: str | None, fold_plays) -> list:
     return unique
 
 
-def item_lists(plays, users: list, item_row: dict) -> dict:
+def item_lists(plays, users: list, item_row: dict, note: str = "") -> dict:
     """{user: (item positions in the embeddings, counts)} of `plays`, items without a vector dropped."""
     code = {u: c for c, u in enumerate(plays.user_ids)}
     wanted = np.array([code.get(u, -1) for u in users], np.int64)
@@ -72,6 +72,8 @@ def item_lists(plays, users: list, item_row: dict) -> dict:
     pos = np.array([item_row.get(str(i), -1) for i in plays.item_ids], np.int64)
     u, it, c = plays.users[rows], pos[plays.items[rows]], plays.counts[rows]
     keep = it >= 0
+    if note and not keep.all():
+        log.info("%s plays of %s are of items without a vector in the file: not used", f"{(~keep).sum():,}", note)
     u, it, c = u[keep], it[keep], c[keep]
     order = np.argsort(u, kind="stable")
     u, it, c = u[order], it[order], c[order]
@@ -84,7 +86,8 @@ def user_vectors(emb, users: list, fold_plays, *, skip_unknown: bool, fold_metho
     """(the users kept, their vectors, counts) with new users of --plays folded in."""
     from dcue_cli.recommend.foldin import fold_in
     known = emb.user_index()
-    folded = item_lists(fold_plays, [u for u in users if u not in known], emb.item_index()) if fold_plays else {}
+    new_users = [u for u in users if u not in known]
+    folded = item_lists(fold_plays, new_users, emb.item_index(), "the new users") if fold_plays else {}
     kept, unknown, new = [], [], []
     for u in users:
         if u in known:

@@ -1,9 +1,9 @@
 """Exact top-k of user x item scores, in chunks of users so memory stays bounded.
 
-Scores are the file's similarity: dot, or cosine (both sides L2-normalised first). A chunk's
-scores are one matrix product on the torch device (the GPU when present), excluded pairs set
-to -inf, then torch.topk. The order is deterministic and the same on every device: by score,
-best first, ties by item position; a row whose k-th score is tied with an item left outside the
+Scores are the file's similarity: dot, or cosine (both sides L2-normalised first). A chunk of
+users is scored by one matrix product per block of items (numpy's BLAS on the CPU, torch on a
+GPU), excluded pairs set to -inf, then torch.topk per block and over the blocks' best. The
+order is deterministic and the same on every device: by score, best first, ties by item position; a row whose k-th score is tied with an item left outside the
 top k is ranked again exactly (rare with real vectors). Vectors are checked once, before any
 row is written, so a bad vector stops the run before its output starts.
 """
@@ -119,7 +119,7 @@ def exclusion_columns(cat: Catalogue, played_rows: list) -> list:
 
 
 def mask(score_matrix, excluded: list) -> None:
-    """Set score_matrix[r, c] = -inf for every column c of excluded[r] (in place)."""
+    """Set score_matrix[r, c] = -inf for every column c of excluded[r] (in place; numpy or torch)."""
     import torch
 
     lengths = [len(c) for c in excluded]
@@ -127,6 +127,9 @@ def mask(score_matrix, excluded: list) -> None:
         return
     r = np.repeat(np.arange(len(excluded)), lengths)
     c = np.concatenate([np.asarray(c, np.int64) for c in excluded])
+    if isinstance(score_matrix, np.ndarray):
+        score_matrix[r, c] = -np.inf
+        return
     dev = score_matrix.device
     score_matrix[torch.from_numpy(r).to(dev), torch.from_numpy(c).to(dev)] = float("-inf")
 
@@ -182,11 +185,22 @@ def topk_chunk(cat: Catalogue, users, k: int, excluded: list | None = None, chun
     m, k1 = cat.size, min(k + 1, cat.size)
     block = block_items(cat, len(users), k1, chunk_bytes)
     values, columns = [], []
+    on_cpu = cat.device.type == "cpu"
+    if on_cpu:  # numpy's BLAS product measured ~1.7x torch's on these CPUs; into one reused buffer
+        users_np, items_np = users.numpy(), cat.matrix.numpy()
+        buffer = np.empty((len(users), min(block, m)), np.float32)
     for start in range(0, m, block):
         stop = min(m, start + block)
-        s = users @ cat.matrix[start:stop].T
-        if excluded is not None:
-            mask(s, _shifted(excluded, start, stop))
+        if on_cpu:
+            out = buffer if stop - start == buffer.shape[1] else np.empty((len(users), stop - start), np.float32)
+            np.matmul(users_np, items_np[start:stop].T, out=out)
+            if excluded is not None:
+                mask(out, _shifted(excluded, start, stop))
+            s = torch.from_numpy(out)
+        else:
+            s = users @ cat.matrix[start:stop].T
+            if excluded is not None:
+                mask(s, _shifted(excluded, start, stop))
         v, c = torch.topk(s, min(k1, stop - start), dim=1, sorted=False)
         values.append(v)
         columns.append(c + start)
