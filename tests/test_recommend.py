@@ -259,3 +259,16 @@ def test_new_songs_recipe_melspec_embed_recommend(toy, tmp_path):
     assert {r[2] for r in out} == {"NEW1", "NEW3"} and len(out) == 2 * len(emb.user_ids)
     u, i = emb.user_vectors[0], emb.item_vectors[list(emb.item_ids).index(out[0][2])]
     assert float(out[0][3]) == pytest.approx(float(u @ i / np.linalg.norm(u) / np.linalg.norm(i)), abs=1e-5)
+
+
+@pytest.mark.gpu
+def test_gpu_top_k_equals_cpu(world):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    args = ["recommend", world / "w.h5", "-k", 5, "--exclude-played", world / "plays.tsv"]
+    cpu = rows(invoke([*args, "--device", "cpu"]))
+    gpu = rows(invoke([*args, "--device", "cuda"]))
+    assert [r[:3] for r in gpu] == [r[:3] for r in cpu]
+    assert np.allclose([float(r[3]) for r in gpu], [float(r[3]) for r in cpu], rtol=1e-5)

@@ -10,7 +10,14 @@ import numpy as np
 
 from dcue_cli import log
 from dcue_cli.errors import DcueError
-from dcue_cli.recommend.topk import catalogue, check_finite, check_no_overflow, exclusion_columns, iter_topk
+from dcue_cli.recommend.topk import (
+    catalogue,
+    check_finite,
+    check_no_overflow,
+    chunk_users,
+    exclusion_columns,
+    iter_topk,
+)
 
 SPLIT_NAMES = ("train", "valid", "test")
 HEADER = ("user", "rank", "item", "score")
@@ -85,6 +92,7 @@ def item_lists(plays, users: list, item_row: dict, note: str = "") -> dict:
 def user_vectors(emb, users: list, fold_plays, *, skip_unknown: bool, fold_method, wmf_options) -> tuple:
     """(the users kept, their vectors, counts) with new users of --plays folded in."""
     from dcue_cli.recommend.foldin import fold_in
+
     known = emb.user_index()
     new_users = [u for u in users if u not in known]
     folded = item_lists(fold_plays, new_users, emb.item_index(), "the new users") if fold_plays else {}
@@ -178,10 +186,7 @@ def _stream(out, cat, item_ids, users, vectors, played, k, titles, chunk) -> int
     excluded = None
     written = 0
     bar = log.progress(total=len(users), desc="recommending", unit=" users", unit_scale=True)
-    step = chunk or None
-    from dcue_cli.recommend.topk import chunk_users
-
-    step = step or chunk_users(cat)
+    step = chunk or chunk_users(cat)
     for first in range(0, len(users), step):
         if played is not None:
             excluded = exclusion_columns(cat, played[first:first + step])
