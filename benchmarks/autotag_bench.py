@@ -25,14 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def problem(items, dim, tags, seed=0):
-    from dcue_cli.autotag import TagDataset, random_splits
+    from dcue_cli.autotag.dataset import TagDataset
+    from dcue_cli.random_split import split_ids
 
     rng = np.random.default_rng(seed)
     vectors = rng.normal(size=(items, dim)).astype(np.float32)
     logits = vectors[:, :16] @ rng.normal(size=(16, tags)) + rng.normal(scale=2.0, size=(items, tags))
     labels = logits > np.quantile(logits, 0.9, axis=0)  # ~10% positives per tag, like Last.fm's top 50
     ids = np.array([f"A{i}" for i in range(items)], dtype=object)
-    splits = random_splits(list(ids), seed=seed)
+    splits = split_ids(list(ids), seed=seed)
     data = TagDataset(ids, [f"tag{t}" for t in range(tags)], labels,
                       np.array([splits[i] for i in ids], dtype=object))
     return ids, vectors, data
@@ -58,26 +59,28 @@ def main():
     import torch
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from dcue_cli import autotag as at
     from dcue_cli import log
+    from dcue_cli.autotag.metrics import per_tag_ap, per_tag_auc
+    from dcue_cli.autotag.report import evaluate_embeddings
+    from dcue_cli.autotag.tagger import TaggerConfig
     from dcue_cli.io.embeddings import Embeddings
 
     log.configure(quiet=True)
     ids, vectors, data = problem(args.items, args.dim, args.tags)
     emb = Embeddings(ids, vectors, source="bench")
     default_threads = torch.get_num_threads()
-    config = at.TaggerConfig(epochs=args.epochs, patience=args.epochs + 1)
+    config = TaggerConfig(epochs=args.epochs, patience=args.epochs + 1)
 
     rows = []
-    ref, ref_result = timed(lambda: at.evaluate(emb, data, at.TaggerConfig(
+    ref, ref_result = timed(lambda: evaluate_embeddings(emb, data, TaggerConfig(
         **{**config.__dict__, "threads": default_threads})))
-    one, one_result = timed(lambda: at.evaluate(emb, data, config))
+    one, one_result = timed(lambda: evaluate_embeddings(emb, data, config))
     rows.append((f"tagger, {args.epochs} epochs, 1 thread", one, f"{default_threads} threads (torch default)", ref))
 
     test = data.mask("test")
     scores = one_result.tagger.predict(vectors[test])
     labels = data.labels[test]
-    ours, _ = timed(lambda: (at.per_tag_auc(scores, labels), at.per_tag_ap(scores, labels)), repeats=3)
+    ours, _ = timed(lambda: (per_tag_auc(scores, labels), per_tag_ap(scores, labels)), repeats=3)
     theirs, _ = timed(lambda: [(roc_auc_score(labels[:, t], scores[:, t]), average_precision_score(labels[:, t], scores[:, t]))
                                for t in range(labels.shape[1])], repeats=3)
     rows.append((f"per-tag AUC+AP, {int(test.sum())} x {args.tags}", ours, "sklearn loop", theirs))

@@ -84,7 +84,8 @@ def rendered_style(truth, items):
     """synth's style as its audio can tell it: the mode dimension replaced by E[mode | the
     song's major/minor coin], redrawn from the renderer's own per-song stream. None when
     `truth` is not synth's."""
-    from dcue_cli import synth
+    from dcue_cli.synth.render import sigmoid_cdf
+    from dcue_cli.synth.world import STREAM_AUDIO, STYLE_DIMS, random_stream
 
     if truth.source != "synth-truth" or "seed" not in truth.attrs:
         return None
@@ -92,13 +93,13 @@ def rendered_style(truth, items):
     ti = truth.item_index()
     index = np.array([ti[i] for i in items])
     style = truth.item_vectors[index].astype(np.float64)
-    mode = synth.STYLE_DIMS.index("mode")
+    mode = STYLE_DIMS.index("mode")
     # The renderer's first draw from a song's audio stream is its coin (render_song).
-    major = np.array([synth._rng(seed, synth._STREAM_AUDIO, int(k)).random() for k in index]) \
-        < synth._sigmoid_cdf(style[:, mode])
+    major = np.array([random_stream(seed, STREAM_AUDIO, int(k)).random() for k in index]) \
+        < sigmoid_cdf(style[:, mode])
     z = np.linspace(-8, 8, 16001)
     density = np.exp(-z * z / 2)
-    p = synth._sigmoid_cdf(z)
+    p = sigmoid_cdf(z)
     if_major = (z * p * density).sum() / (p * density).sum()
     if_minor = (z * (1 - p) * density).sum() / ((1 - p) * density).sum()
     style[:, mode] = np.where(major, if_major, if_minor)
@@ -145,7 +146,7 @@ def main():
 
     from dcue_cli.io.embeddings import Embeddings, read_embeddings, write_embeddings
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.io.splits import read_splits
 
     truth = read_embeddings(args.truth, need_users=True)
     model = read_embeddings(args.model, need_users=True)

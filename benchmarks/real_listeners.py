@@ -63,19 +63,19 @@ def descriptors(y, sr):
 def draw_plays(style, users, seed, style_weight, hidden_weight):
     """`dcue synth`'s own listeners on these songs: its world (popularity, hidden part, tastes,
     activity, replays) with the standardised descriptors as the songs' style. Returns the world
-    and synth.sample_plays' (user, song, count) arrays."""
+    and synth.world.sample_plays' (user, song, count) arrays."""
     import dataclasses
 
-    from dcue_cli import synth
+    from dcue_cli.synth.world import STYLE_DIMS, SynthConfig, make_world, sample_plays
 
-    config = synth.SynthConfig(songs=len(style), users=users, seed=seed, style_weight=style_weight,
-                               hidden_weight=hidden_weight)
-    world = synth.make_world(config)
+    config = SynthConfig(songs=len(style), users=users, seed=seed, style_weight=style_weight,
+                         hidden_weight=hidden_weight)
+    world = make_world(config)
     dims = style.shape[1]
     # synth's tastes have 8 dimensions scaled by style_weight / sqrt(8): keep the scale for `dims`.
-    taste = world.taste[:, :dims] * np.sqrt(len(synth.STYLE_DIMS) / dims)
+    taste = world.taste[:, :dims] * np.sqrt(len(STYLE_DIMS) / dims)
     world = dataclasses.replace(world, style=style, taste=taste)
-    return world, synth.sample_plays(world)
+    return world, sample_plays(world)
 
 
 def main():

@@ -2,7 +2,7 @@
 
 A model of 20,000 users x 2,000 test songs (the paper's subset: 20 % of 10,000 songs), 100
 dimensions, ~1.5 % of the pairs positive with power-law song popularity. Measured:
-  - `dcue_cli.metrics.evaluate`: scores from the vectors, then AUC and precision/recall/nDCG/MAP
+  - `dcue_cli.evaluate.metrics.evaluate`: scores from the vectors, then AUC and precision/recall/nDCG/MAP
     at 10, 50 and 100 for every user, chunked over users;
   - the same plus the 95 % bootstrap intervals (1,000 resamples) that `dcue score` prints;
   - the reference: a loop over users of sklearn.metrics.roc_auc_score (AUC only) on a sample of
@@ -68,7 +68,7 @@ def sklearn_loop(u, v, positives, sample, seed=0):
 
 def huge_child(users, items):
     """Run in a subprocess: evaluate a huge model for its peak RSS."""
-    from dcue_cli.metrics import evaluate
+    from dcue_cli.evaluate.metrics import evaluate
 
     u, v, positives = make(users, items, dim=32, density=0.003)
     start = time.perf_counter()
@@ -91,7 +91,7 @@ def main():
         huge_child(args.huge_users, args.huge_items)
         return
 
-    from dcue_cli.metrics import (
+    from dcue_cli.evaluate.metrics import (
         bootstrap_means,
         evaluate,
         metric_names,

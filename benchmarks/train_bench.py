@@ -127,7 +127,7 @@ def ceiling(cfg_model, train_cfg, device, steps, warmup):
 def loop(mels, plays, workdir, train_cfg, device_spec, steps):
     """The real Trainer.run: two epochs of `steps`, the second timed (from its log row)."""
     from dcue_cli import log
-    from dcue_cli.training import Trainer
+    from dcue_cli.train.loop import Trainer
 
     log.configure(quiet=True)
     splits = {i: "train" for i in plays.item_ids}  # no validation: the steps alone are timed
@@ -165,7 +165,7 @@ def main():
 
     from dcue_cli.model import ModelConfig
     from dcue_cli.runtime import torch_device as resolve_device
-    from dcue_cli.training import TrainConfig
+    from dcue_cli.train.config import TrainConfig
 
     os.makedirs(args.workdir, exist_ok=True)
     mels = os.path.join(args.workdir, f"mels-{args.items}x{args.frames}.h5")

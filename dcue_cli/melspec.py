@@ -204,7 +204,7 @@ def run_melspec(sources, output, config, *, checks=None, id_map_path=None, jobs=
         features,  # features.extract_many looked up at call time (tests replace it)
     )
     from dcue_cli.io.mels import MelsWriter
-    from dcue_cli.io.tsv import read_id_map
+    from dcue_cli.io.idmap import read_id_map
 
     start = time.perf_counter()
     checks = checks or features.ClipChecks()

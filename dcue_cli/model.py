@@ -1,6 +1,6 @@
 """The deep content-user embedding networks and their losses (no I/O, no devices, no files).
 
-Defaults are the paper's and the authors' released Keras code (DESIGN.md, "The model"):
+Defaults are the paper's and the authors' released Keras code (docs/design.md, "The model"):
 
     audio  (B, frames, n_mels) -> Conv1D over time, mel bins as channels, 'same' padding, ReLU:
            128 k4 -> maxpool 4; 256 k4 -> pool 4; 256 k4 -> pool 4; 256 k2 -> pool 2; 256 k1;
@@ -140,6 +140,13 @@ class DCUE(nn.Module):
 
     def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
         return self.user(users)
+
+
+@torch.no_grad()
+def all_user_vectors(model: DCUE, n_users: int, device, chunk: int = 65536) -> torch.Tensor:
+    """(n_users, d) float32: every user's vector, a chunk of users at a time."""
+    return torch.cat([model.user_vectors(torch.arange(a, min(a + chunk, n_users), device=device)).float()
+                      for a in range(0, n_users, chunk)])
 
 
 @torch.no_grad()

@@ -23,6 +23,18 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable; 8 GiB where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
 def default_jobs(jobs: int | None) -> int:
     """Worker processes for a `-j` option: the value given, else one per usable core."""
     return jobs if jobs else usable_cores()
@@ -124,3 +136,12 @@ def configure_backends(device) -> None:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+
+
+def have_matplotlib() -> bool:
+    """Whether the optional plotting extra (`dcue[plot]`) is installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,10 +1,13 @@
-"""The paper's subset of the Taste Profile and its random song split (pure functions).
+"""The paper's subset of the Taste Profile and its random song split: `run_subset` for `dcue subset`.
 
 Lee et al. (section 3.2), after van den Oord et al.: the N most-played songs, then the M
-most active users among them; the songs split at random 70/10/20 into train/valid/test.
+most active users among them; the songs split at random 70/10/20 into train/valid/test
+(`dcue_cli.random_split`). The selection, the warm hold-out and the summary are pure functions;
+`run_subset` reads the inputs and writes OUT/plays.tsv, OUT/splits.tsv (and the hold-out files).
 """
 
-import re
+import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +43,27 @@ def _order(ids: np.ndarray, key: np.ndarray) -> np.ndarray:
     return np.lexsort((ids.astype(str), -key))
 
 
+def _candidate_songs(plays, totals, allowed_songs, excluded_songs, min_plays, report) -> np.ndarray:
+    """Codes of the songs not excluded, with audio (if asked) and with at least `min_plays`; counted."""
+    usable = np.ones(plays.n_items, bool)
+    if excluded_songs:
+        bad = np.fromiter((i in excluded_songs for i in plays.item_ids), bool, plays.n_items)
+        report.excluded_songs = int(bad.sum())
+        usable &= ~bad
+    if allowed_songs is not None:
+        has = np.fromiter((i in allowed_songs for i in plays.item_ids), bool, plays.n_items)
+        report.songs_without_audio = int((usable & ~has).sum())
+        usable &= has
+    if min_plays > 1:
+        low = usable & (totals < min_plays)
+        report.below_min_plays = int(low.sum())
+        usable &= ~low
+    candidates = np.flatnonzero(usable)
+    if len(candidates) == 0:
+        raise DcueError("no song is left after --songs-with/--exclude/--min-plays: check those inputs.")
+    return candidates
+
+
 def select_subset(
     plays: Plays,
     *,
@@ -56,23 +80,8 @@ def select_subset(
     no play among the kept users are dropped. Returns (Plays, SubsetReport).
     """
     report = SubsetReport(len(plays), plays.n_users, plays.n_items)
-    usable = np.ones(plays.n_items, bool)
-    if excluded_songs:
-        bad = np.fromiter((i in excluded_songs for i in plays.item_ids), bool, plays.n_items)
-        report.excluded_songs = int(bad.sum())
-        usable &= ~bad
-    if allowed_songs is not None:
-        has = np.fromiter((i in allowed_songs for i in plays.item_ids), bool, plays.n_items)
-        report.songs_without_audio = int((usable & ~has).sum())
-        usable &= has
     totals = plays.item_totals()
-    if min_plays > 1:
-        low = usable & (totals < min_plays)
-        report.below_min_plays = int(low.sum())
-        usable &= ~low
-    candidates = np.flatnonzero(usable)
-    if len(candidates) == 0:
-        raise DcueError("no song is left after --songs-with/--exclude/--min-plays: check those inputs.")
+    candidates = _candidate_songs(plays, totals, allowed_songs, excluded_songs, min_plays, report)
     ranked = candidates[_order(plays.item_ids[candidates], totals[candidates])]
     if n_songs and len(ranked) < n_songs:
         report.notes.append(f"only {len(ranked)} songs available, fewer than --songs {n_songs}: keeping all of them")
@@ -102,32 +111,10 @@ def select_subset(
     return result, report
 
 
-def parse_fractions(text: str) -> tuple:
-    """'0.7,0.1,0.2' -> (0.7, 0.1, 0.2): train, valid, test fractions summing to 1."""
-    try:
-        parts = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
-        raise DcueError(f"--split {text!r}: give three non-negative fractions for train,valid,test "
-                        "that sum to 1, e.g. 0.7,0.1,0.2.")
-    return parts
-
-
-def split_songs(song_ids, fractions=(0.7, 0.1, 0.2), seed: int = 0) -> dict:
-    """Split songs at random into train/valid/test: {song_id: split}, seeded.
-
-    The songs are sorted before shuffling, so the split depends only on the set of songs.
-    """
-    ids = np.array(sorted(str(s) for s in song_ids), dtype=object)
-    perm = np.random.default_rng(seed).permutation(len(ids))
-    n_train = round(fractions[0] * len(ids))
-    n_valid = round(fractions[1] * len(ids))
-    labels = np.empty(len(ids), dtype=object)
-    labels[perm[:n_train]] = "train"
-    labels[perm[n_train:n_train + n_valid]] = "valid"
-    labels[perm[n_train + n_valid:]] = "test"
-    return dict(zip(ids, labels))
+def check_holdout_fraction(fraction: float | None) -> None:
+    """A --holdout-interactions fraction must lie strictly between 0 and 1 (None: no hold-out)."""
+    if fraction is not None and not 0 < fraction < 1:
+        raise DcueError(f"--holdout-interactions {fraction}: give a fraction between 0 and 1, e.g. 0.2.")
 
 
 def holdout_interactions(plays: Plays, fraction: float, seed: int = 0) -> tuple:
@@ -135,8 +122,7 @@ def holdout_interactions(plays: Plays, fraction: float, seed: int = 0) -> tuple:
 
     For warm-start evaluation, where every item is seen in training by someone.
     """
-    if not 0 < fraction < 1:
-        raise DcueError(f"--holdout-interactions {fraction}: give a fraction between 0 and 1, e.g. 0.2.")
+    check_holdout_fraction(fraction)
     rng = np.random.default_rng(seed)
     noise = rng.random(len(plays))
     order = np.lexsort((noise, plays.users))
@@ -151,65 +137,6 @@ def holdout_interactions(plays: Plays, fraction: float, seed: int = 0) -> tuple:
         return Plays(plays.user_ids, plays.item_ids, plays.users[mask], plays.items[mask], plays.counts[mask])
 
     return part(~is_test), part(is_test)
-
-
-_MISMATCH = re.compile(r"<(SO[A-Z0-9]{16})\s+(TR[A-Z0-9]{16})>")
-
-
-def read_song_exclusions(path) -> set:
-    """Song ids from the MSD `sid_mismatches.txt` (`ERROR: <SONG TRACK> ...`) or a plain id list."""
-    from dcue_cli.io.text import open_text
-
-    songs = set()
-    with open_text(path) as stream:
-        for line in stream:
-            match = _MISMATCH.search(line)
-            if match:
-                songs.add(match.group(1))
-            elif line.strip() and not line.startswith(("ERROR", "WARNING")):
-                songs.add(line.split("\t")[0].split("<SEP>")[0].strip())
-    return songs
-
-
-def read_song_set(path, id_map: dict | None = None) -> set:
-    """Ids of songs that have audio: a mels HDF5 (/ids) or an id list, mapped through `id_map`.
-
-    With an MSD id map ({track_id: (song_id, ...)}), track ids become song ids; ids that are
-    already song ids pass through.
-    """
-    from dcue_cli.io.tsv import read_id_list
-
-    if _is_hdf5(path):
-        import h5py
-
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DcueError(f"{path} is not a readable HDF5 file ({reason}): give the mels file written by "
-                            "`dcue melspec` (or an id list) to --songs-with.") from None
-        with f:
-            try:
-                if "ids" not in f or not isinstance(f["ids"], h5py.Dataset) or f["ids"].ndim != 1:
-                    raise DcueError(f"{path} has no /ids list: was it written by `dcue melspec`?")
-                ids = [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
-                       for v in f["ids"][()]]
-            except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:  # h5py on damaged metadata
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise DcueError(f"{path} is damaged ({reason}): make it again with `dcue melspec`.") from None
-    else:
-        ids = read_id_list(path)
-    if id_map:
-        ids = [id_map[i][0] if i in id_map else i for i in ids]
-    return set(ids)
-
-
-def _is_hdf5(path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(8) == b"\x89HDF\r\n\x1a\n"
-    except OSError:
-        return False
 
 
 def summarize(plays: Plays, splits: dict | None = None) -> list:
@@ -228,3 +155,57 @@ def summarize(plays: Plays, splits: dict | None = None) -> list:
             else:
                 rows.append((split, 0, 0, 0, 0.0))
     return rows
+
+
+@dataclass
+class SubsetRun:
+    """What `run_subset` read, kept and wrote, for the summary the command prints."""
+
+    source: str  # the plays input as named to the user ("<stdin>" for -)
+    skipped: int  # bad plays lines skipped with --skip-bad
+    selection: SubsetReport
+    summary: list  # rows of `summarize`: (split, users, songs, interactions, density)
+    holdout: tuple | None  # (training, test) interactions of the warm hold-out, or None
+    holdout_fraction: float | None
+    written: list  # paths written, in order
+    seconds: float
+
+
+def run_subset(plays_path, out_dir, *, fractions=(0.7, 0.1, 0.2), seed: int = 0, n_songs: int = 10000,
+               n_users: int = 20000, songs_with=None, id_map=None, exclude=None, min_plays: int = 1,
+               holdout_fraction: float | None = None, columns=(0, 1, 2), header: bool | None = None,
+               skip_bad: bool = False) -> SubsetRun:
+    """`dcue subset`: read PLAYS, keep the paper's subset, split its songs, write OUT (checked first)."""
+    from dcue_cli.io.atomic import check_output_path, make_folder
+    from dcue_cli.io.plays import read_plays, write_plays
+    from dcue_cli.io.song_sets import read_song_exclusions, read_song_set
+    from dcue_cli.io.splits import write_splits
+    from dcue_cli.io.idmap import read_id_map
+    from dcue_cli.random_split import split_ids
+
+    start = time.perf_counter()
+    check_holdout_fraction(holdout_fraction)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise DcueError(f"{out_dir} exists and is not a folder: give a folder for -o/--output.")
+    check_output_path(os.path.join(out_dir, "plays.tsv"), "subset")  # before the work, not after
+    allowed = read_song_set(songs_with, read_id_map(id_map) if id_map else None) if songs_with else None
+    excluded = read_song_exclusions(exclude) if exclude else None
+
+    data = read_plays(plays_path, columns=columns, header=header, skip_bad=skip_bad)
+    subset, report = select_subset(data, n_songs=n_songs, n_users=n_users, allowed_songs=allowed,
+                                   excluded_songs=excluded, min_plays=min_plays)
+    splits = split_ids(subset.item_ids, fractions, seed)  # in sorted song order
+
+    make_folder(out_dir)
+    written = [os.path.join(out_dir, "plays.tsv"), os.path.join(out_dir, "splits.tsv")]
+    write_plays(written[0], subset)
+    write_splits(written[1], splits)
+    holdout = None
+    if holdout_fraction is not None:
+        train, test = holdout_interactions(subset, holdout_fraction, seed)
+        for name, part in (("plays.train.tsv", train), ("plays.test.tsv", test)):
+            written.append(os.path.join(out_dir, name))
+            write_plays(written[-1], part)
+        holdout = (len(train), len(test))
+    return SubsetRun("<stdin>" if plays_path == "-" else str(plays_path), data.skipped, report,
+                     summarize(subset, splits), holdout, holdout_fraction, written, time.perf_counter() - start)

@@ -1,4 +1,4 @@
-"""Shared test helpers: the real-data folder beside the checkout, and a CliRunner wrapper."""
+"""Shared test helpers: the real-data folder beside the checkout, a CliRunner wrapper, the toy world."""
 
 import os
 import signal
@@ -57,14 +57,129 @@ def popen_with_sigint(command, *, ignored=False, **kwargs) -> subprocess.Popen:
         signal.signal(signal.SIGINT, previous)
 
 
+N_MELS = 16
+
+
+def make_toy(out, n_songs=60, n_users=40, n_styles=3, frames=(20, 120), seed=0, with_stats=True,
+             prefix="S", n_mels=N_MELS):
+    """mels.h5, plays.tsv and splits.tsv of a learnable toy world, written by dcue's own writers.
+
+    Songs of `n_styles` styles whose log-mels carry a style-specific spectral shape; users who
+    mostly play one style. A small model learns it in seconds on a CPU. `with_stats=False`
+    leaves out the mean and std, as a mels file from an older or foreign tool would.
+    """
+    import numpy as np
+
+    from dcue_cli.io.mels import MelsWriter
+    from dcue_cli.io.plays import Plays, write_plays
+    from dcue_cli.io.splits import write_splits
+
+    rng = np.random.default_rng(seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    style = rng.integers(n_styles, size=n_songs)
+    ids = [f"{prefix}{i:04d}" for i in range(n_songs)]
+    pattern = np.random.default_rng(99).normal(size=(n_styles, n_mels))
+    attrs = {"sr": 22050, "hop_length": 512, "n_fft": 1024, "n_mels": n_mels, "dtype": "float16"}
+    with MelsWriter(out / "mels.h5", attrs, overwrite=True) as writer:
+        for i in range(n_songs):
+            length = int(rng.integers(*frames))
+            writer.append(ids[i], (rng.normal(size=(length, n_mels)) * 0.5 + pattern[style[i]]).astype(np.float16))
+        writer.finish()
+    if not with_stats:
+        import h5py
+
+        with h5py.File(out / "mels.h5", "a") as f:
+            del f.attrs["mean"], f.attrs["std"]
+    taste = rng.integers(n_styles, size=n_users)
+    users, items, counts = [], [], []
+    for u in range(n_users):
+        for i in range(n_songs):
+            if rng.random() < (0.5 if style[i] == taste[u] else 0.03):
+                users.append(u)
+                items.append(i)
+                counts.append(int(rng.integers(1, 5)))
+    user_ids = np.array([f"U{u:03d}" for u in range(n_users)], dtype=object)
+    write_plays(out / "plays.tsv", Plays(user_ids, np.array(ids, dtype=object), np.array(users, np.int32),
+                                         np.array(items, np.int32), np.array(counts, np.int32)))
+    order = rng.permutation(n_songs)
+    write_splits(out / "splits.tsv", {ids[i]: "train" if k < 0.6 * n_songs else
+                                      ("valid" if k < 0.8 * n_songs else "test") for k, i in enumerate(order)})
+    return out
+
+
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    """The learnable toy world of test_train.make_toy (mels, plays, splits), one per test module."""
-    from test_train import make_toy
-
-    return Path(make_toy(tmp_path_factory.mktemp("toy")))
+    """The learnable toy world of `make_toy` (mels, plays, splits), one per test module."""
+    return make_toy(tmp_path_factory.mktemp("toy"))
 
 
-@pytest.fixture
-def cli_invoke():
-    return invoke
+# a model small enough for a CPU test: 3 conv layers, 32-frame crops
+SMALL = ["--conv-channels", "16,32,32", "--conv-kernels", "4,4,2", "--pool-sizes", "4,4,2",
+         "--crop-frames", "32", "--embed-dim", "32", "--user-embed-dim", "32", "--user-hidden", "32"]
+
+
+def toy_args(d, out, *extra):
+    return ["train", d / "mels.h5", d / "plays.tsv", "--splits", d / "splits.tsv", "-o", out, *SMALL,
+            "--batch-size", "16", "--negatives", "5", *extra]
+
+
+# ----------------------------------------------------------------------------- hostile-input helpers
+# (appended by helper DATA: shared by the adversarial cases that moved beside the code they attack)
+
+
+def fails(args, message, expect=1, input=None):
+    """Run `dcue ARGS`, expect exit `expect` and exactly this one-line message."""
+    result = invoke(args, input=input, expect=expect)
+    assert error_line(result) == message
+    return result
+
+
+def assert_absent(*targets):
+    """Nothing under the real name, and no temporary file of ours left beside it."""
+    for target in map(Path, targets):
+        assert not target.exists(), f"{target} was written"
+        if target.parent.exists():
+            leftovers = [p.name for p in target.parent.iterdir()
+                         if p.name.startswith(f".{target.name}.") and p.name.endswith(".tmp")]
+            assert not leftovers, leftovers
+
+
+def tsv_ids():
+    """A hypothesis strategy for ids in a TSV: any text without the separators (tab, newline), not
+    empty; surrogate escapes stand for undecodable bytes (a Latin-1 file read as UTF-8) and must
+    survive a round trip as bytes."""
+    from hypothesis import strategies as st
+
+    chars = st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\t\n\r\x0b\x0c\x1c\x1d\x1e\x85"
+                          "\u2028\u2029\ufeff")
+    return st.one_of(
+        st.text(chars, min_size=1, max_size=12),
+        st.binary(min_size=1, max_size=8).map(lambda b: b.replace(b"\t", b"_").replace(b"\n", b"_")
+                                              .replace(b"\r", b"_").decode("utf-8", "surrogateescape")),
+    ).filter(lambda s: s.strip() != "" and not s.startswith(("\ufeff", "\x1f")))  # not a BOM, nor gzip's magic
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A small plays file (40 users x 30 songs), its splits, tags, and a WMF-like embeddings file."""
+    import numpy as np
+
+    from dcue_cli.io.embeddings import Embeddings, write_embeddings
+
+    root = tmp_path_factory.mktemp("world")
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(40):
+        for i in rng.choice(30, size=8, replace=False):
+            rows.append(f"u{u:02d}\ts{i:02d}\t{rng.integers(1, 9)}\n")
+    (root / "plays.tsv").write_text("".join(rows))
+    split = {i: ("train" if i < 20 else "valid" if i < 24 else "test") for i in range(30)}
+    (root / "splits.tsv").write_text("".join(f"s{i:02d}\t{s}\n" for i, s in split.items()))
+    (root / "tags.tsv").write_text("".join(f"s{i:02d}\t{'rock' if i % 2 else 'jazz'}\t{50 + i}\n"
+                                           for i in range(30)))
+    items = np.array([f"s{i:02d}" for i in range(30)], dtype=object)
+    users = np.array([f"u{u:02d}" for u in range(40)], dtype=object)
+    write_embeddings(root / "emb.h5", Embeddings(items, rng.normal(size=(30, 4)), users, rng.normal(size=(40, 4)),
+                                                 source="wmf", similarity="dot", attrs={"name": "WMF"}))
+    return root

@@ -8,14 +8,17 @@ import numpy as np
 import pytest
 from conftest import invoke, shared_data
 
-from dcue_cli import autotag as at
-from dcue_cli.errors import DcueError
+from dcue_cli.autotag.dataset import prepare_dataset
+from dcue_cli.autotag.metrics import average_precision, per_tag_ap, per_tag_auc
+from dcue_cli.autotag.report import evaluate_embeddings
+from dcue_cli.autotag.tagger import TaggerConfig, train_tagger
 from dcue_cli.io.embeddings import Embeddings, read_embeddings, write_embeddings
-from dcue_cli.io.tsv import read_tags
+from dcue_cli.io.tags import read_hetrec_tags, read_tags
+from dcue_cli.random_split import split_ids
 
 # A small network that converges in few epochs: these tests are about the plumbing.
 FAST = ["--hidden", "64,64", "--batch-size", 64, "--lr", 3e-3, "--patience", 5, "--device", "cpu"]
-FAST_CONFIG = at.TaggerConfig(hidden=(64, 64), batch_size=64, lr=3e-3, patience=5)
+FAST_CONFIG = TaggerConfig(hidden=(64, 64), batch_size=64, lr=3e-3, patience=5)
 
 
 def _signal_set(n=400, n_tags=8, dim=12, seed=0):
@@ -50,7 +53,7 @@ def test_per_tag_auc_and_ap_equal_sklearn_with_ties():
     labels = rng.random((60, 7)) < 0.3
     labels[:, 5] = False  # no positive: left out
     labels[:, 6] = True  # no negative: left out
-    auc, ap = at.per_tag_auc(scores, labels), at.per_tag_ap(scores, labels)
+    auc, ap = per_tag_auc(scores, labels), per_tag_ap(scores, labels)
     for t in range(5):
         assert auc[t] == pytest.approx(roc_auc_score(labels[:, t], scores[:, t]), abs=1e-12)
         assert ap[t] == pytest.approx(average_precision_score(labels[:, t], scores[:, t]), abs=1e-12)
@@ -60,7 +63,7 @@ def test_per_tag_auc_and_ap_equal_sklearn_with_ties():
 
 def test_average_precision_without_ties_is_the_textbook_value():
     # ranking: pos, neg, pos, neg -> AP = (1/1 + 2/3) / 2
-    assert at.average_precision(np.array([4.0, 3, 2, 1]), np.array([1, 0, 1, 0])) == pytest.approx(5 / 6)
+    assert average_precision(np.array([4.0, 3, 2, 1]), np.array([1, 0, 1, 0])) == pytest.approx(5 / 6)
 
 
 # ----------------------------------------------------------------------------- labels and splits
@@ -68,7 +71,7 @@ def test_average_precision_without_ties_is_the_textbook_value():
 def test_prepare_dataset_counts_top_tags_and_every_exclusion():
     items = ["a", "a", "b", "b", "c", "c", "d", "e", "f", "nov", "nov", "a"]
     tags = ["rock", "pop", "rock", "jazz", "pop", "rock", "jazz", "rare", "rock", "rock", "pop", "rock"]
-    data = at.prepare_dataset(items, tags, ["a", "b", "c", "d", "e", "f", "g"], top=3,
+    data = prepare_dataset(items, tags, ["a", "b", "c", "d", "e", "f", "g"], top=3,
                               splits={"a": "train", "b": "train", "c": "valid", "d": "test", "e": "test"})
     # f has no split; 'nov' has no vector; e has only a tag outside the top 3; g has no tags
     assert data.tags == ["rock", "jazz", "pop"]  # rock on 3 items; jazz and pop on 2: by name
@@ -87,51 +90,28 @@ def test_prepare_dataset_counts_top_tags_and_every_exclusion():
 def test_top_tags_ties_break_by_name_and_counts_are_items_not_rows():
     items = ["a", "a", "a", "b", "c"]
     tags = ["zed", "zed", "zed", "alpha", "beta"]  # 'zed' has three rows but one item
-    data = at.prepare_dataset(items, tags, ["a", "b", "c"], top=2, fractions=(1, 1, 1))
+    data = prepare_dataset(items, tags, ["a", "b", "c"], top=2, fractions=(0.4, 0.3, 0.3))
     assert data.tags == ["alpha", "beta"]
     assert data.stats["items_without_top_tags"] == 1
 
 
-def test_random_split_is_seeded_and_proportional():
-    items = [f"i{k}" for k in range(1000)]
-    a = at.random_splits(items, (0.7, 0.1, 0.2), seed=4)
-    assert a == at.random_splits(items, (0.7, 0.1, 0.2), seed=4)
-    assert a != at.random_splits(items, (0.7, 0.1, 0.2), seed=5)
-    counts = {s: list(a.values()).count(s) for s in ("train", "valid", "test")}
-    assert counts == {"train": 700, "valid": 100, "test": 200}
-
-
-def test_hetrec_reader_counts_distinct_users_and_reads_latin1(tmp_path):
-    (tmp_path / "tags.dat").write_bytes("tagID\ttagValue\r\n1\trock\r\n2\tfu\xdfball\r\n".encode("latin-1"))
-    (tmp_path / "ut.dat").write_bytes(
-        b"userID\tartistID\ttagID\tday\tmonth\tyear\r\n"
-        b"2\t51\t1\t1\t4\t2009\r\n3\t51\t1\t1\t4\t2009\r\n3\t51\t1\t1\t5\t2009\r\n"  # user 3 twice: counts once
-        b"2\t52\t2\t1\t4\t2009\r\n"
-    )
-    rows = at.read_hetrec_tags(tmp_path / "ut.dat", tmp_path / "tags.dat")
-    assert sorted(zip(*rows)) == [("51", "rock", 2.0), ("52", "fußball", 1.0)]
-    assert list(zip(*at.read_hetrec_tags(tmp_path / "ut.dat", tmp_path / "tags.dat", min_weight=2))) == [
-        ("51", "rock", 2.0)]
-
-
-def test_hetrec_unknown_tag_id_names_the_line(tmp_path):
-    (tmp_path / "tags.dat").write_text("tagID\ttagValue\n1\trock\n")
-    (tmp_path / "ut.dat").write_text("userID\tartistID\ttagID\n2\t51\t1\n2\t51\t7\n")
-    with pytest.raises(DcueError) as exc:
-        at.read_hetrec_tags(tmp_path / "ut.dat", tmp_path / "tags.dat")
-    assert exc.value.message == (
-        f"{tmp_path / 'ut.dat'}:3: tag id '7' is not in {tmp_path / 'tags.dat'}: "
-        "give the tags.dat of the same HetRec release with --tag-names.")
+def test_random_split_is_subsets_split_of_the_labelled_items():
+    # One split in the tree: without --splits, autotag splits like `dcue subset` with the same seed.
+    items = [f"i{k:04d}" for k in range(1000)]
+    data = prepare_dataset(items, ["rock"] * len(items), items, fractions=(0.7, 0.1, 0.2), seed=4)
+    assert dict(zip(data.item_ids, data.split)) == split_ids(items, (0.7, 0.1, 0.2), seed=4)
+    assert (data.stats["train"], data.stats["valid"], data.stats["test"]) == (700, 100, 200)
+    assert data.stats["split_source"] == "random"
 
 
 # ----------------------------------------------------------------------------- the tagger
 
 def test_random_vectors_give_half_and_signal_vectors_far_more(tmp_path):
     ids, labels, signal, noise = _signal_set(n=600)
-    data = at.prepare_dataset([ids[i] for i, _ in zip(*np.nonzero(labels))],
+    data = prepare_dataset([ids[i] for i, _ in zip(*np.nonzero(labels))],
                               [f"t{t}" for _, t in zip(*np.nonzero(labels))], list(ids), seed=1)
-    good = at.evaluate(Embeddings(ids, signal, source="dcue"), data, FAST_CONFIG)
-    bad = at.evaluate(Embeddings(ids, noise, source="random"), data, FAST_CONFIG)
+    good = evaluate_embeddings(Embeddings(ids, signal, source="dcue"), data, FAST_CONFIG)
+    bad = evaluate_embeddings(Embeddings(ids, noise, source="random"), data, FAST_CONFIG)
     assert good.auc > 0.9
     assert abs(bad.auc - 0.5) < 0.08
     assert good.mean_ap > bad.mean_ap + 0.3
@@ -147,7 +127,7 @@ def test_early_stopping_keeps_the_best_valid_epoch(monitor):
     valid = ~train
     threads = torch.get_num_threads()
     config = dataclasses.replace(FAST_CONFIG, monitor=monitor, patience=3, optimizer="sgd", lr=0.05)
-    tagger = at.train_tagger(signal[train], labels[train].astype(np.float32), signal[valid],
+    tagger = train_tagger(signal[train], labels[train].astype(np.float32), signal[valid],
                              labels[valid].astype(np.float32), config)
     assert torch.get_num_threads() == threads  # --threads is restored afterwards
     watched = [h[1] if monitor == "loss" else h[2] for h in tagger.history]
@@ -173,11 +153,11 @@ def test_gpu_training_matches_cpu_closely():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA here")
     ids, labels, signal, _ = _signal_set(n=400)
-    data = at.prepare_dataset([ids[i] for i, _ in zip(*np.nonzero(labels))],
+    data = prepare_dataset([ids[i] for i, _ in zip(*np.nonzero(labels))],
                               [f"t{t}" for _, t in zip(*np.nonzero(labels))], list(ids))
     emb = Embeddings(ids, signal, source="dcue")
-    cpu = at.evaluate(emb, data, FAST_CONFIG)
-    gpu = at.evaluate(emb, data, dataclasses.replace(FAST_CONFIG, device="cuda"))
+    cpu = evaluate_embeddings(emb, data, FAST_CONFIG)
+    gpu = evaluate_embeddings(emb, data, dataclasses.replace(FAST_CONFIG, device="cuda"))
     assert gpu.auc > 0.9 and abs(gpu.auc - cpu.auc) < 0.03
 
 
@@ -208,7 +188,7 @@ def test_two_files_one_table_json_per_tag_and_exclusions(tmp_path):
 
 def test_table_on_stdout_with_splits_file_and_items_without_split(tmp_path):
     ids, _ = _write_set(tmp_path, n=300)
-    splits = at.random_splits(list(ids[:280]), seed=2)  # the last 20 items have no split
+    splits = split_ids(list(ids[:280]), seed=2)  # the last 20 items have no split
     (tmp_path / "splits.tsv").write_text("".join(f"{k}\t{v}\n" for k, v in splits.items()))
     result = invoke(["autotag", tmp_path / "signal.h5", tmp_path / "tags.tsv", "--splits", tmp_path / "splits.tsv",
                      *FAST])
@@ -344,16 +324,18 @@ def test_min_weight_that_drops_everything(tmp_path):
         f"Error: {tmp_path / 'tags.tsv'} has no tag with weight >= 101: lower --min-weight or check the file.")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--hidden", "512,x"], ("Invalid value for '--hidden': '512,x': give positive layer widths separated by "
-                            "commas, e.g. 512,512.")),
-    (["--split", "0.8,0.2"], ("Invalid value for '--split': '0.8,0.2': give three positive train,valid,test "
-                             "proportions, e.g. 0.7,0.1,0.2")),
-])
-def test_bad_options_are_usage_errors(tmp_path, args, message):
+def test_bad_hidden_is_a_usage_error(tmp_path):
     _write_set(tmp_path, n=20)
-    result = invoke(["autotag", tmp_path / "signal.h5", tmp_path / "tags.tsv", *args], expect=2)
-    assert message in result.stderr
+    result = invoke(["autotag", tmp_path / "signal.h5", tmp_path / "tags.tsv", "--hidden", "512,x"], expect=2)
+    assert ("Invalid value for '--hidden': '512,x': give positive layer widths separated by commas, "
+            "e.g. 512,512.") in result.stderr
+
+
+def test_bad_split_is_refused_with_subsets_message(tmp_path):
+    _write_set(tmp_path, n=20)
+    result = invoke(["autotag", tmp_path / "signal.h5", tmp_path / "tags.tsv", "--split", "0.8,0.2"], expect=1)
+    assert result.stderr.strip() == ("Error: --split '0.8,0.2': give three positive fractions for "
+                                     "train,valid,test that sum to 1, e.g. 0.7,0.1,0.2.")
 
 
 def test_predict_with_two_files_and_missing_tags_are_usage_errors(tmp_path):
@@ -383,9 +365,9 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
 
 def test_real_hetrec_artist_tags():
     folder = shared_data("lastfm_hetrec2k")
-    items, tags, _weights = at.read_hetrec_tags(folder / "user_taggedartists_full.dat", folder / "tags.dat")
+    items, tags, _weights = read_hetrec_tags(folder / "user_taggedartists_full.dat", folder / "tags.dat")
     assert len(items) == 109_750 and len(set(items)) == 12_523
-    data = at.prepare_dataset(items, tags, sorted(set(items)), top=50)
+    data = prepare_dataset(items, tags, sorted(set(items)), top=50)
     assert data.tags[:3] == ["rock", "electronic", "alternative"]
     assert int(data.labels[:, 0].sum()) == 2283
     assert "rock français" in set(tags)  # tags.dat is Latin-1

@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import invoke
-from test_train import N_MELS, make_toy, toy_args
+from conftest import N_MELS, invoke, make_toy, toy_args
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +35,7 @@ def test_item_vector_is_the_mean_over_non_overlapping_crops(toy, model, tmp_path
     import torch
 
     from dcue_cli.io.embeddings import read_embeddings
-    from dcue_cli.training import load_checkpoint, model_from_checkpoint
+    from dcue_cli.io.checkpoints import load_checkpoint, model_from_checkpoint
 
     out = tmp_path / "dcue.h5"
     invoke(["embed", model, toy / "mels.h5", "-o", out, "--batch-crops", "7"])  # batches cut across items
@@ -115,7 +114,7 @@ def test_not_a_model(toy, tmp_path):
 def test_regression_model_embeds_with_wmf_users(toy, tmp_path):
     from dcue_cli.io.embeddings import Embeddings, read_embeddings, write_embeddings
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.io.splits import read_splits
 
     plays, splits = read_plays(toy / "plays.tsv"), read_splits(toy / "splits.tsv")
     rng = np.random.default_rng(0)

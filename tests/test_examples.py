@@ -48,9 +48,10 @@ def make_fake_msd(root: Path, synth_dir: Path) -> dict:
     con = sqlite3.connect(root / "lastfm_tags.db")
     con.executescript("CREATE TABLE tids (tid TEXT); CREATE TABLE tags (tag TEXT);"
                       "CREATE TABLE tid_tag (tid INT, tag INT, val FLOAT);")
-    tid_rows, tag_rows = {}, {}
+    tid_rows, tag_rows, tagged = {}, {}, []
     for line in (synth_dir / "tags.tsv").open():
         song, tag, weight = line.rstrip("\n").split("\t")
+        tagged.append(song)
         tid = track_of[song]
         if tid not in tid_rows:
             tid_rows[tid] = con.execute("INSERT INTO tids VALUES (?)", (tid,)).lastrowid
@@ -59,7 +60,8 @@ def make_fake_msd(root: Path, synth_dir: Path) -> dict:
         con.execute("INSERT INTO tid_tag VALUES (?, ?, ?)", (tid_rows[tid], tag_rows[tag], float(weight)))
     con.commit()
     con.close()
-    return {"songs": {song for _, song, *_ in tracks}, "mismatched": {song for _, song, *_ in tracks[:MISMATCHED]}}
+    return {"songs": {song for _, song, *_ in tracks}, "mismatched": {song for _, song, *_ in tracks[:MISMATCHED]},
+            "tag_rows": len(tagged), "tagged_songs": set(tagged), "tags": set(tag_rows)}
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +130,10 @@ def test_msd_recipe_without_training(fake_msd, tmp_path):
     report = json.loads((out / "recommendation.json").read_text())
     assert [m["name"] for m in report["models"]] == ["Popularity", "WMF"]
     assert report["protocol"] == "cold-start" and report["users"] > 0
-    tags = json.loads((out / "autotagging.json").read_text())
-    assert tags  # the Last.fm SQLite was read through --id-map
+    labels = json.loads((out / "autotagging.json").read_text())["labels"]
+    # every row of the Last.fm SQLite was read, and its track ids mapped to the vectors' song ids
+    assert (labels["tag_rows"], labels["tagged_items"]) == (facts["tag_rows"], len(facts["tagged_songs"]))
+    assert labels["items"] > 0 and set(labels["tags"]) <= facts["tags"] and labels["split_source"] == "file"
 
     # A rerun redoes nothing that is up to date.
     again = run_script(MSD_SH, {"MSD": msd, "OUT": out, "TRAIN": 0, "STOP_AFTER": "wmf"}, cwd=tmp_path)

@@ -1,8 +1,8 @@
-"""Property-based tests (hypothesis): the TSV readers and the metrics, on inputs nobody wrote by hand.
+"""Property-based tests (hypothesis): the tags and id-map readers and the metrics, on inputs nobody
+wrote by hand (the plays reader's are in test_io_plays.py, the splits TSV's in test_io_splits.py).
 
-Readers: what `write_plays`/`write_splits` write reads back unchanged, through every path of the
-plays reader (numpy fixed-width, pandas, line by line) and whatever the line endings, BOM or blank
-lines; and any bytes at all either read or fail with a one-line DcueError, never another exception.
+Readers: tags read back whatever the line endings or BOM; any bytes at all either read or fail
+with a one-line DcueError, never another exception.
 Metrics: AUC is invariant to strictly increasing transforms of the scores, equals sklearn's with
 ties, and 1 - AUC of the reversed scores; every ranking metric stays within its bounds.
 """
@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from dcue_cli.errors import DcueError
-from dcue_cli.io.plays import read_plays, write_plays
-from dcue_cli.io.tsv import read_id_map, read_splits, read_tags, write_splits
-from dcue_cli.metrics import auc_per_user, per_user_metrics
+from dcue_cli.evaluate.metrics import auc_per_user, per_user_metrics
+from dcue_cli.io.idmap import read_id_map
+from dcue_cli.io.splits import read_splits
+from dcue_cli.io.tags import read_tags
 
 # Each example writes a file under tmp_path: the function-scoped fixture is shared on purpose.
 FILES = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -31,131 +32,9 @@ ids = st.one_of(
     st.binary(min_size=1, max_size=8).map(lambda b: b.replace(b"\t", b"_").replace(b"\n", b"_")
                                           .replace(b"\r", b"_").decode("utf-8", "surrogateescape")),
 ).filter(lambda s: s.strip() != "" and not s.startswith(("\ufeff", "\x1f")))  # not a BOM, nor gzip's magic
-counts = st.integers(min_value=1, max_value=2**31 - 1)
-rows = st.lists(st.tuples(ids, ids, counts), min_size=1, max_size=30)
 
 
-def _rows_of(plays):
-    return sorted(zip(plays.user_ids[plays.users].tolist(), plays.item_ids[plays.items].tolist(),
-                      plays.counts.tolist()))
-
-
-def _as_plays(triples):
-    from dcue_cli.io.plays import Plays
-
-    users, items = {}, {}
-    u = [users.setdefault(a, len(users)) for a, _, _ in triples]
-    i = [items.setdefault(b, len(items)) for _, b, _ in triples]
-    return Plays(np.array(list(users), dtype=object), np.array(list(items), dtype=object),
-                 np.array(u, np.int32), np.array(i, np.int32), np.array([c for _, _, c in triples], np.int32))
-
-
-# ----------------------------------------------------------------------------- plays TSV
-
-
-@FILES
-@given(triples=rows, skip_bad=st.booleans())
-def test_plays_written_then_read_are_the_same_rows(tmp_path, triples, skip_bad):
-    path = tmp_path / "plays.tsv"
-    write_plays(path, _as_plays(triples))
-    got = read_plays(path, skip_bad=skip_bad, show_progress=False)  # skip_bad: the line-by-line path
-    assert _rows_of(got) == sorted(triples)
-    assert got.skipped == 0
-
-
-@FILES
-@given(n_users=st.integers(1, 20), n_items=st.integers(1, 20), width=st.integers(1, 12), data=st.data())
-def test_fixed_width_ids_take_the_numpy_path_and_agree_with_the_line_reader(tmp_path, n_users, n_items, width,
-                                                                             data):
-    alphabet = st.sampled_from("abcdefXYZ0123456789")
-    user_ids = data.draw(st.lists(st.text(alphabet, min_size=width, max_size=width), min_size=n_users,
-                                  max_size=n_users, unique=True))
-    item_ids = data.draw(st.lists(st.text(alphabet, min_size=width, max_size=width), min_size=n_items,
-                                  max_size=n_items, unique=True))
-    triples = data.draw(st.lists(st.tuples(st.sampled_from(user_ids), st.sampled_from(item_ids),
-                                           st.integers(1, 999_999_999)), min_size=1, max_size=40))
-    path = tmp_path / "plays.tsv"
-    path.write_text("".join(f"{u}\t{i}\t{c}\n" for u, i, c in triples))
-    fast = read_plays(path, show_progress=False)
-    checked = read_plays(path, skip_bad=True, show_progress=False)
-    assert _rows_of(fast) == _rows_of(checked) == sorted(triples)
-    assert list(fast.user_ids) == list(checked.user_ids)  # codes in order of first appearance, both ways
-    assert list(fast.item_ids) == list(checked.item_ids)
-
-
-@FILES
-@given(triples=rows, crlf=st.booleans(), bom=st.booleans(), blanks=st.lists(st.integers(0, 40), max_size=4),
-       gz=st.booleans())
-def test_line_endings_bom_blank_lines_and_gzip_do_not_change_what_is_read(tmp_path, triples, crlf, bom, blanks,
-                                                                          gz):
-    import gzip
-
-    lines = [f"{u}\t{i}\t{c}" for u, i, c in triples]
-    for at in sorted(blanks, reverse=True):
-        lines.insert(min(at, len(lines)), "")
-    newline = "\r\n" if crlf else "\n"
-    data = ("\ufeff" if bom else "") + newline.join(lines) + newline
-    raw = data.encode("utf-8", "surrogateescape")
-    path = tmp_path / ("plays.tsv.gz" if gz else "plays.tsv")
-    path.write_bytes(gzip.compress(raw) if gz else raw)
-    got = read_plays(path, header=False, show_progress=False)
-    assert _rows_of(got) == sorted(triples)
-
-
-@FILES
-@given(data=st.binary(max_size=300), skip_bad=st.booleans(), header=st.sampled_from([None, True, False]))
-def test_any_bytes_are_read_or_refused_in_one_line(tmp_path, data, skip_bad, header):
-    path = tmp_path / "plays.tsv"
-    path.write_bytes(data)
-    try:
-        plays = read_plays(path, header=header, skip_bad=skip_bad, show_progress=False)
-    except DcueError as exc:
-        assert "\n" not in exc.message and exc.message.startswith(str(path))
-        return
-    assert len(plays) > 0 and np.all(plays.counts >= 1)
-    assert plays.users.max() < plays.n_users and plays.items.max() < plays.n_items
-
-
-@FILES
-@given(lines=st.lists(st.tuples(st.text(st.sampled_from("ab1\t x"), max_size=6),
-                                st.sampled_from(["1", "2", "0", "-3", "2.5", "x", "", "1e3", " 4 "])),
-                      min_size=1, max_size=15))
-def test_skip_bad_keeps_exactly_the_good_lines(tmp_path, lines):
-    """With --skip-bad, a line is kept iff it has three fields, two non-empty ids and a count >= 1."""
-    text = "".join(f"{ids}\t{count}\n" for ids, count in lines)
-    path = tmp_path / "plays.tsv"
-    path.write_text(text)
-    expected = []
-    for raw in text.splitlines():
-        if not raw.strip():
-            continue
-        fields = raw.split("\t")
-        if len(fields) != 3 or not fields[0] or not fields[1]:
-            continue
-        try:
-            value = float(fields[2])
-        except ValueError:
-            continue
-        if value >= 1 and value == int(value) and value < 2**31:
-            expected.append((fields[0], fields[1], int(value)))
-    try:
-        got = read_plays(path, header=False, skip_bad=True, show_progress=False)
-    except DcueError as exc:
-        assert not expected and "has no plays" in exc.message
-        return
-    assert _rows_of(got) == sorted(expected)
-    assert got.skipped == sum(1 for raw in text.splitlines() if raw.strip()) - len(expected)
-
-
-# ----------------------------------------------------------------------------- splits, tags, id map
-
-
-@FILES
-@given(splits=st.dictionaries(ids, st.sampled_from(["train", "valid", "test"]), min_size=1, max_size=30))
-def test_splits_written_then_read_are_the_same(tmp_path, splits):
-    path = tmp_path / "splits.tsv"
-    write_splits(path, splits)
-    assert read_splits(path) == splits
+# ----------------------------------------------------------------------------- tags, id map (and any bytes to splits)
 
 
 @FILES
@@ -264,21 +143,3 @@ def test_a_perfect_ranking_scores_one_and_all_ties_score_the_random_baseline(sp)
     np.testing.assert_allclose(ties["auc"][defined], 0.5)
     np.testing.assert_allclose(ties["precision@5"][defined],
                                (n_pos / positives.shape[1])[defined] * np.minimum(5, positives.shape[1]) / 5)
-
-
-@FAST
-@given(sp=score_rows, dim=st.integers(1, 4), chunk=st.integers(1, 64), seed=st.integers(0, 1000))
-def test_chunked_evaluation_equals_the_dense_computation(sp, dim, chunk, seed):
-    import scipy.sparse as sp_
-
-    from dcue_cli.metrics import evaluate
-
-    _, positives = sp
-    rng = np.random.default_rng(seed)
-    users = rng.integers(-2, 3, (positives.shape[0], dim)).astype(np.float32)  # integer vectors: exact
-    items = rng.integers(-2, 3, (positives.shape[1], dim)).astype(np.float32)  # scores, many ties
-    result = evaluate(users, items, "dot", sp_.csr_matrix(positives.astype(np.float32)), ks=(3,),
-                      chunk_elements=chunk, threads=1 + seed % 3)
-    dense = per_user_metrics(users.astype(np.float64) @ items.T.astype(np.float64), positives, ks=(3,))
-    for name, values in dense.items():
-        np.testing.assert_allclose(result["per_user"][name], values, atol=1e-9, equal_nan=True, err_msg=name)

@@ -6,6 +6,9 @@ import gzip
 import pytest
 from conftest import invoke, shared_data
 
+from dcue_cli.errors import DcueError
+from dcue_cli.random_split import parse_fractions, split_ids
+
 
 def read_tsv(path):
     return [line.rstrip("\n").split("\t") for line in open(path, encoding="utf-8") if line.strip()]
@@ -138,3 +141,40 @@ def test_songs_with_id_map_and_exclude(tmp_path):
     assert "excluded (--exclude): 1" in result.stderr
     songs = {s for _, s, _ in read_tsv(tmp_path / "o" / "plays.tsv")}
     assert songs == {"SOAAAAAAAAAAAAAAA1", "SOAAAAAAAAAAAAAAA3"}
+
+
+def test_duplicated_rows_are_summed_and_counted(tmp_path):
+    (tmp_path / "plays.tsv").write_text("u1\ti1\t3\nu1\ti2\t1\nu2\ti1\t2\nu2\ti3\t5\n" + "u1\ti1\t3\nu1\ti1\t1\n")
+    result = invoke(["subset", tmp_path / "plays.tsv", "-o", tmp_path / "out", "--songs", 0, "--users", 0])
+    assert "duplicate (user, song) rows summed: 2" in result.stderr
+    assert (tmp_path / "out" / "plays.tsv").read_text().splitlines()[0] == "u1\ti1\t7"
+
+
+def test_holdout_fraction_is_checked_before_any_work(tmp_path):
+    (tmp_path / "p.tsv").write_text("u1\ts1\t1\n")
+    result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o", "--holdout-interactions", 1], expect=1)
+    assert result.stderr == "Error: --holdout-interactions 1.0: give a fraction between 0 and 1, e.g. 0.2.\n"
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("text", ["0.5,0.5", "0.7,0.1,0.2,0", "a,b,c", "0.8,0.4,-0.2", "0.7,0.1,0.3", "nan,0.5,0.5",
+                                  "inf,0,0"])
+def test_fractions_are_three_finite_non_negative_numbers_summing_to_one(text):
+    with pytest.raises(DcueError) as err:
+        parse_fractions(text)
+    assert err.value.message == (f"--split {text!r}: give three non-negative fractions for train,valid,test that "
+                                 "sum to 1, e.g. 0.7,0.1,0.2.")
+    assert parse_fractions("0,0,1") == (0.0, 0.0, 1.0)
+    with pytest.raises(DcueError, match="give three positive fractions"):
+        parse_fractions("0,0,1", allow_zero=False)
+    assert parse_fractions("0.34,0.33,0.33", allow_zero=False) == (0.34, 0.33, 0.33)
+
+
+def test_split_depends_only_on_the_set_of_ids_and_the_seed():
+    ids = [f"s{i:03d}" for i in range(101)]
+    split = split_ids(ids, (0.7, 0.1, 0.2), seed=4)
+    assert list(split) == sorted(ids)  # in sorted id order, whatever order they came in
+    assert split == split_ids(reversed(ids), (0.7, 0.1, 0.2), seed=4)
+    assert split != split_ids(ids, (0.7, 0.1, 0.2), seed=5)
+    sizes = collections.Counter(split.values())
+    assert (sizes["train"], sizes["valid"], sizes["test"]) == (round(0.7 * 101), round(0.1 * 101), 101 - 71 - 10)

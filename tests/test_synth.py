@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 from conftest import invoke
 
-from dcue_cli import synth
 from dcue_cli.io.embeddings import read_embeddings
 from dcue_cli.io.plays import read_plays
-from dcue_cli.io.tsv import read_id_map, read_tags
-from dcue_cli.metrics import auc_per_user
+from dcue_cli.io.idmap import read_id_map
+from dcue_cli.io.tags import read_tags
+from dcue_cli.evaluate.metrics import auc_per_user
+from dcue_cli.synth.render import render_song
+from dcue_cli.synth.tags import TAG_VOCABULARY, sample_tags
+from dcue_cli.synth.world import STYLE_DIMS, SynthConfig, make_world, sample_plays, style_logits
 
 TINY = ["--songs", 30, "--users", 60, "--seconds", 3]
 
@@ -90,16 +93,16 @@ def test_layout_and_every_file_parses_with_the_project_readers(tiny):
     items, tags, weights = read_tags(out / "tags.tsv")
     assert set(items) <= song_ids and len(items) > 10
     assert all(w == int(w) and 0 <= w <= 100 for w in weights)
-    assert set(tags) <= {name for name, _ in synth.TAG_VOCABULARY}
+    assert set(tags) <= {name for name, _ in TAG_VOCABULARY}
     assert all(len(line.split("\t")) == 3 for line in (out / "tags.tsv").read_text().splitlines())
 
     truth = read_embeddings(out / "truth.h5", need_users=True)
     assert truth.source == "synth-truth" and truth.similarity == "dot"
     assert set(truth.item_ids) == song_ids and set(truth.user_ids) == set(plays.user_ids)
-    assert truth.item_vectors.shape == (30, len(synth.STYLE_DIMS))
-    assert truth.user_vectors.shape == (60, len(synth.STYLE_DIMS))
-    assert truth.attrs["popularity_exponent"] == synth.SynthConfig().popularity_exponent
-    assert truth.attrs["style_dims"] == ",".join(synth.STYLE_DIMS)
+    assert truth.item_vectors.shape == (30, len(STYLE_DIMS))
+    assert truth.user_vectors.shape == (60, len(STYLE_DIMS))
+    assert truth.attrs["popularity_exponent"] == SynthConfig().popularity_exponent
+    assert truth.attrs["style_dims"] == ",".join(STYLE_DIMS)
     assert truth.attrs["seed"] == 5
 
 
@@ -130,15 +133,15 @@ def test_summary_on_stderr_and_nothing_on_stdout(tiny):
 
 @pytest.fixture(scope="module")
 def world_and_plays():
-    world = synth.make_world(synth.SynthConfig(songs=400, users=500, seed=3))
-    return world, synth.sample_plays(world)
+    world = make_world(SynthConfig(songs=400, users=500, seed=3))
+    return world, sample_plays(world)
 
 
 def test_plays_follow_taste_and_popularity(world_and_plays):
     world, (users, songs, _counts) = world_and_plays
     played = np.zeros((500, 400), bool)
     played[users, songs] = True
-    style = synth.style_logits(world)
+    style = style_logits(world)
     assert style[played].mean() > style[~played].mean() + 1.0
     truth_auc = np.nanmean(auc_per_user(style, played))
     popularity = np.broadcast_to(played.sum(axis=0), played.shape)
@@ -161,13 +164,13 @@ def test_popularity_activity_and_counts_are_long_tailed(world_and_plays):
 
 def test_tags_follow_the_style(world_and_plays):
     world, _ = world_and_plays
-    rows = synth.sample_tags(world)
+    rows = sample_tags(world)
     tagged = {s for s, _, _ in rows}
     assert 0.5 * 400 < len(tagged) < 0.95 * 400  # sparse: some songs have no tag
     by_tag = {}
     for s, tag, _ in rows:
         by_tag.setdefault(tag, []).append(s)
-    vectors = dict(synth.TAG_VOCABULARY)
+    vectors = dict(TAG_VOCABULARY)
     for tag in ("rock", "pop", "alternative"):
         direction = vectors[tag] / np.linalg.norm(vectors[tag])
         fit = world.style @ direction
@@ -183,13 +186,13 @@ def test_tags_follow_the_style(world_and_plays):
 def test_the_style_is_audible(dim, feature):
     """Raising one style dimension of a song (all else equal) raises a simple spectral feature."""
     sr = 22050
-    k = synth.STYLE_DIMS.index(dim)
-    for base in np.random.default_rng(1).standard_normal((4, len(synth.STYLE_DIMS))) * 0.5:
+    k = STYLE_DIMS.index(dim)
+    for base in np.random.default_rng(1).standard_normal((4, len(STYLE_DIMS))) * 0.5:
         values = []
         for z in (-1.5, 1.5):
             style = base.copy()
             style[k] = z
-            signal = synth.render_song(style, sr, 3.0, np.random.default_rng(7))
+            signal = render_song(style, sr, 3.0, np.random.default_rng(7))
             values.append(_feature(signal, sr, feature))
         assert values[1] > values[0] * 1.1, (dim, base, values)
 

@@ -13,56 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO, invoke
-
-N_MELS = 16
-# a model small enough for a CPU test: 3 conv layers, 32-frame crops
-SMALL = ["--conv-channels", "16,32,32", "--conv-kernels", "4,4,2", "--pool-sizes", "4,4,2",
-         "--crop-frames", "32", "--embed-dim", "32", "--user-embed-dim", "32", "--user-hidden", "32"]
-
-
-def make_toy(out, n_songs=60, n_users=40, n_styles=3, frames=(20, 120), seed=0, with_stats=True,
-             prefix="S", n_mels=N_MELS):
-    """mels.h5 (the DESIGN contract), plays.tsv and splits.tsv of a learnable toy world."""
-    import h5py
-
-    rng = np.random.default_rng(seed)
-    os.makedirs(out, exist_ok=True)
-    style = rng.integers(n_styles, size=n_songs)
-    ids = [f"{prefix}{i:04d}" for i in range(n_songs)]
-    pattern = np.random.default_rng(99).normal(size=(n_styles, n_mels))
-    mels, offsets = [], [0]
-    for i in range(n_songs):
-        length = int(rng.integers(*frames))
-        mels.append((rng.normal(size=(length, n_mels)) * 0.5 + pattern[style[i]]).astype(np.float16))
-        offsets.append(offsets[-1] + length)
-    frames_all = np.concatenate(mels)
-    with h5py.File(os.path.join(out, "mels.h5"), "w") as f:
-        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
-        f.create_dataset("offsets", data=np.array(offsets, np.int64))
-        f.create_dataset("mel", data=frames_all, chunks=(64, n_mels), maxshape=(None, n_mels))
-        f.attrs.update({"sr": 22050, "hop_length": 512, "n_fft": 1024, "n_mels": n_mels})
-        if with_stats:
-            f.attrs["mean"] = float(frames_all.astype(np.float64).mean())
-            f.attrs["std"] = float(frames_all.astype(np.float64).std())
-    taste = rng.integers(n_styles, size=n_users)
-    with open(os.path.join(out, "plays.tsv"), "w") as f:
-        for u in range(n_users):
-            for i in range(n_songs):
-                if rng.random() < (0.5 if style[i] == taste[u] else 0.03):
-                    f.write(f"U{u:03d}\t{ids[i]}\t{int(rng.integers(1, 5))}\n")
-    order = rng.permutation(n_songs)
-    with open(os.path.join(out, "splits.tsv"), "w") as f:
-        for k, i in enumerate(order):
-            split = "train" if k < 0.6 * n_songs else ("valid" if k < 0.8 * n_songs else "test")
-            f.write(f"{ids[i]}\t{split}\n")
-    return out
-
-
-def toy_args(d, out, *extra):
-    return ["train", d / "mels.h5", d / "plays.tsv", "--splits", d / "splits.tsv", "-o", out, *SMALL,
-            "--batch-size", "16", "--negatives", "5", *extra]
-
+from conftest import N_MELS, REPO, invoke, make_toy, toy_args
 
 def read_log(path):
     with open(path, encoding="utf-8") as f:
@@ -158,7 +109,7 @@ def test_losses():
 def test_crops_stay_inside_long_clips_and_tile_short_ones():
     import torch
 
-    from dcue_cli.data import crop_positions, random_starts, tiled_crop_plan
+    from dcue_cli.crops import crop_positions, random_starts, tiled_crop_plan
 
     g = torch.Generator().manual_seed(0)
     lengths = torch.tensor([130, 131, 500, 40, 1] * 200)
@@ -179,7 +130,8 @@ def test_cache_holds_the_chosen_items_in_the_given_order(toy):
     import h5py
     import torch
 
-    from dcue_cli.data import MelCache, MelsReader, Normaliser
+    from dcue_cli.crops import MelCache, Normaliser
+    from dcue_cli.train.data import MelsReader
 
     items = np.array([5, 2, 3, 4, 9, 0])  # out of file order, with a consecutive run
     with MelsReader(toy / "mels.h5") as reader:
@@ -194,15 +146,11 @@ def test_cache_holds_the_chosen_items_in_the_given_order(toy):
 
 
 def _sampler(toy, **kwargs):
-    from dcue_cli.data import (
-        MelCache,
-        MelsReader,
-        Normaliser,
-        PairSampler,
-        load_training_data,
-    )
+    from dcue_cli.crops import MelCache, Normaliser
+    from dcue_cli.train.data import MelsReader, load_training_data
+    from dcue_cli.train.sampling import PairSampler
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.io.splits import read_splits
 
     reader = MelsReader(toy / "mels.h5")
     data = load_training_data(reader.ids, reader.lengths, read_plays(toy / "plays.tsv"),
@@ -317,7 +265,7 @@ def test_training_learns_the_toy_world(trained):
 
 def test_curves_are_drawn_beside_the_log(trained):
     pytest.importorskip("matplotlib")
-    from dcue_cli.plots import read_training_log
+    from dcue_cli.io.training_log import read_training_log
 
     out, _result, _ = trained
     png = out.with_name("model.curves.png")
@@ -385,8 +333,9 @@ def test_interrupt_saves_and_resumes_mid_epoch(toy, tmp_path):
 
     from dcue_cli import log
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
-    from dcue_cli.training import TrainConfig, Trainer, TrainingInterrupted
+    from dcue_cli.io.splits import read_splits
+    from dcue_cli.train.config import TrainConfig, TrainingInterrupted
+    from dcue_cli.train.loop import Trainer
 
     log.configure(quiet=True)
     sizes = {"conv_channels": (16, 32, 32), "conv_kernels": (4, 4, 2), "pool_sizes": (4, 4, 2), "crop_frames": 32,
@@ -428,8 +377,9 @@ def test_interrupt_saves_and_resumes_mid_epoch(toy, tmp_path):
 def test_learning_rate_drops_on_a_plateau_and_early_stopping(toy, tmp_path):
     from dcue_cli import log
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
-    from dcue_cli.training import TrainConfig, Trainer
+    from dcue_cli.io.splits import read_splits
+    from dcue_cli.train.config import TrainConfig
+    from dcue_cli.train.loop import Trainer
 
     log.configure(quiet=True)
     cfg = TrainConfig(batch_size=16, negatives=5, epochs=10, steps_per_epoch=2, patience=3, plateau_patience=1,
@@ -471,7 +421,7 @@ def test_regress_objective_learns_wmf_factors(toy, tmp_path):
 
     from dcue_cli.io.embeddings import Embeddings, write_embeddings
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
+    from dcue_cli.io.splits import read_splits
 
     # stand-in WMF factors: users and training songs from a rank-8 SVD of the training plays
     plays, splits = read_plays(toy / "plays.tsv"), read_splits(toy / "splits.tsv")

@@ -10,8 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, error_line, invoke, popen_with_sigint
-from test_train import toy_args
+from conftest import REPO, error_line, invoke, popen_with_sigint, toy_args
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,12 @@
-"""`dcue wmf` and dcue_cli.factors: confidences, fitting, the embeddings it writes, its errors."""
+"""`dcue wmf` and dcue_cli.wmf: confidences, fitting, the embeddings it writes, its errors."""
 
 import json
 
 import numpy as np
 import pytest
-from conftest import invoke, shared_data
+from conftest import assert_absent, fails, invoke, shared_data
 
-from dcue_cli.factors import WmfConfig, confidence, fit_wmf
+from dcue_cli.wmf import WmfConfig, confidence, fit_wmf
 from dcue_cli.runtime import implicit_device as choose_device
 from dcue_cli.io.embeddings import read_embeddings
 
@@ -119,6 +119,15 @@ def test_usage_errors(tmp_path):
     result = invoke(["wmf", plays, "-o", tmp_path], expect=2)
     assert "is a directory" in result.stderr
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_fit_on_train_needs_train_songs(tmp_path):
+    plays = _block_plays(tmp_path / "p.tsv")
+    (tmp_path / "other.tsv").write_text("".join(f"x{i}\ttrain\n" for i in range(30)))
+    fails(["wmf", plays, "--splits", tmp_path / "other.tsv", "--fit-on", "train", "-o", tmp_path / "w.h5"],
+          "--fit-on train: no song of the plays is in the train split of --splits: give the plays and splits "
+          "written together by `dcue subset`.")
+    assert_absent(tmp_path / "w.h5")
 
 
 def test_bad_plays_line_is_named(tmp_path):

@@ -32,14 +32,9 @@ def cli(model, mels, output, device, batch_crops, no_amp, allow_feature_mismatch
       dcue embed model.pt mels.h5 -o dcue.h5
       dcue score dcue.h5 --plays sub/plays.tsv --splits sub/splits.tsv
     """
-    from dcue_cli.embedding import embed
-    from dcue_cli.io.atomic import check_output_path
-    from dcue_cli.io.embeddings import write_embeddings
+    from dcue_cli.embed import run_embed
 
-    check_output_path(output, "embeddings")
-    emb = embed(model, mels, device=device, batch_crops=batch_crops, amp=not no_amp,
-                allow_feature_mismatch=allow_feature_mismatch)
-    write_embeddings(output, emb)
-    n_users = 0 if emb.user_ids is None else len(emb.user_ids)
-    log.info("wrote %s: %s items and %s users, %d dimensions (source %s, similarity %s)", output,
-             f"{len(emb.item_ids):,}", f"{n_users:,}", emb.item_vectors.shape[1], emb.source, emb.similarity)
+    r = run_embed(model, mels, output, device=device, batch_crops=batch_crops, amp=not no_amp,
+                  allow_feature_mismatch=allow_feature_mismatch)
+    log.info("wrote %s: %s items and %s users, %d dimensions (source %s, similarity %s)", r.output,
+             f"{r.n_items:,}", f"{r.n_users:,}", r.dims, r.source, r.similarity)

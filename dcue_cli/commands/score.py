@@ -1,5 +1,8 @@
 """`dcue score`: evaluate embeddings (and popularity) on the cold-start or warm protocol, or query them."""
 
+import json
+import sys
+
 import click
 
 from dcue_cli import log
@@ -90,7 +93,7 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
       dcue score dcue.h5 --user b80344d063b5ccb3212f76538f3d9e43d87dca9e -k 5 \\
           --exclude-played sub/plays.tsv --id-map unique_tracks.txt
     """
-    from dcue_cli.io.tsv import parse_columns, parse_header_option
+    from dcue_cli.io.rows import parse_columns, parse_header_option
 
     ks = _parse_ks(k_text)
     read_opts = {"columns": parse_columns(columns, 3), "header": parse_header_option(header), "skip_bad": skip_bad}
@@ -121,7 +124,7 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
                                "and/or --popularity.")
     plot_format = None
     if plot:
-        from dcue_cli.plots import check_plot_path
+        from dcue_cli.evaluate.plots import check_plot_path
 
         plot_format = check_plot_path(plot)  # before any work: matplotlib present, a known format
     from dcue_cli.io.atomic import check_output_path
@@ -129,83 +132,20 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
     for path, what in ((per_user, "--per-user TSV"), (plot, "--plot image")):
         if path:
             check_output_path(path, what)  # before the work, not after
-    _evaluate(embeddings, plays, splits, on_split, train_plays, test_plays, popularity, popularity_from, ks,
-              missing, n_boot, seed, as_json, per_user, paper, threads, read_opts, plot, plot_format)
+    from dcue_cli.evaluate.score import ScoreRequest, run_score
 
-
-def _evaluate(embeddings, plays, splits, on_split, train_plays, test_plays, popularity, popularity_from, ks,
-              missing, n_boot, seed, as_json, per_user, paper, threads, read_opts, plot=None, plot_format=None):
-    import json
-    import sys
-
-    from dcue_cli.evaluation import (
-        align,
-        cold_start_task,
-        handle_missing,
-        name_models,
-        popularity_model,
-        score_models,
-        warm_task,
-    )
-    from dcue_cli.io.atomic import open_text_output
-    from dcue_cli.io.embeddings import read_embeddings
-    from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import read_splits
-    from dcue_cli.report import format_table, write_per_user
-
-    files = [read_embeddings(path, need_users=True) for path in embeddings]  # fail fast, before the plays
-    if plays:
-        task = cold_start_task(read_plays(plays, **read_opts), read_splits(splits), on_split, splits_name=splits)
-    else:
-        task = warm_task(read_plays(train_plays, **read_opts), read_plays(test_plays, **read_opts),
-                         train_name=train_plays)
-    models = ([popularity_model(task, popularity_from)] if popularity else []) + [align(e, task) for e in files]
-    name_models(models)
-    task, models, counts = handle_missing(task, models, missing)
-    report, values = score_models(task, models, ks, n_boot=n_boot, seed=seed, threads=threads,
-                                  missing_counts=counts, progress=True)
-    table = format_table(report, paper=paper)
-    data_on_stdout = as_json or per_user == "-"
-    if data_on_stdout:
+    result = run_score(ScoreRequest(
+        list(embeddings), plays=plays, splits=splits, on=on_split, train_plays=train_plays, test_plays=test_plays,
+        popularity=popularity, popularity_from=popularity_from, ks=ks, missing=missing, n_boot=n_boot, seed=seed,
+        threads=threads, read_opts=read_opts, per_user=per_user, plot=plot, plot_format=plot_format, paper=paper))
+    if as_json or per_user == "-":  # data on stdout: the table for people on stderr
         if not log.is_quiet():
-            click.echo(table, err=True)
+            click.echo(result.table, err=True)
     else:
-        click.echo(table)
-    if per_user:
-        with open_text_output(per_user) as stream:
-            write_per_user(stream, values, report["models"])
-        if per_user != "-":
-            log.info("wrote per-user values to %s", per_user)
-    if plot:
-        _plot(plot, plot_format, task, models, report, values)
+        click.echo(result.table)
     if as_json:
-        json.dump(_finite(report), sys.stdout, indent=2, allow_nan=False)
+        json.dump(result.report, sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
-
-
-def _plot(path, fmt, task, models, report, values):
-    import numpy as np
-
-    from dcue_cli.plots import draw, mean_roc
-
-    users = np.isin(task.user_ids, values["user_ids"])  # the evaluated users, as in the table
-    auc = values["names"].index("auc")
-    curves = [mean_roc(task, model, users) for model in models]
-    draw(path, fmt, report, [v[:, auc] for v in values["values"]], curves)
-    log.info("wrote the per-user AUC and ROC plot to %s", path)
-
-
-def _finite(value):
-    """NaN and infinities as null, so the JSON is strict."""
-    import math
-
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _query(embeddings, user, item, k, exclude_played, id_map, items_split, splits, read_opts, conflicting):
@@ -227,12 +167,12 @@ def _query(embeddings, user, item, k, exclude_played, id_map, items_split, split
     emb = read_embeddings(embeddings[0], need_users=user is not None)
     allowed = None
     if items_split != "all":
-        from dcue_cli.io.tsv import read_splits
+        from dcue_cli.io.splits import read_splits
 
         allowed = {i for i, s in read_splits(splits).items() if s == items_split}
     titles = None
     if id_map:
-        from dcue_cli.io.tsv import read_id_map
+        from dcue_cli.io.idmap import read_id_map
 
         titles = titles_from_id_map(read_id_map(id_map))
     if user is not None:

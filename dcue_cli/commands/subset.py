@@ -1,12 +1,8 @@
 """`dcue subset`: the paper's song/user subset of a plays file and its train/valid/test split."""
 
-import os
-import time
-
 import click
 
 from dcue_cli import log
-from dcue_cli.errors import DcueError
 from dcue_cli.options import plays_input_options, seed_option
 
 
@@ -49,63 +45,26 @@ def cli(plays, out_dir, n_songs, n_users, split_text, seed, songs_with, id_map, 
       dcue subset user_artists.dat --header yes --songs 0 --users 0 \\
           --holdout-interactions 0.2 -o lastfm/
     """
-    from dcue_cli.io.atomic import check_output_path, make_folder
-    from dcue_cli.io.plays import read_plays, write_plays
-    from dcue_cli.io.tsv import (
-        parse_columns,
-        parse_header_option,
-        read_id_map,
-        write_splits,
-    )
-    from dcue_cli.subset import holdout_interactions as holdout
-    from dcue_cli.subset import (
-        parse_fractions,
-        read_song_exclusions,
-        read_song_set,
-        select_subset,
-        split_songs,
-        summarize,
-    )
+    from dcue_cli.io.rows import parse_columns, parse_header_option
+    from dcue_cli.random_split import parse_fractions
+    from dcue_cli.subset import run_subset
 
-    start = time.perf_counter()
     fractions = parse_fractions(split_text)
     cols = parse_columns(columns, 3)
-    if holdout_interactions is not None and not 0 < holdout_interactions < 1:
-        raise DcueError(f"--holdout-interactions {holdout_interactions}: give a fraction between 0 and 1, e.g. 0.2.")
     if id_map and not songs_with:
         raise click.UsageError("--id-map only applies to --songs-with: give both, or neither.")
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise DcueError(f"{out_dir} exists and is not a folder: give a folder for -o/--output.")
-    check_output_path(os.path.join(out_dir, "plays.tsv"), "subset")  # before the work, not after
-    allowed = read_song_set(songs_with, read_id_map(id_map) if id_map else None) if songs_with else None
-    excluded = read_song_exclusions(exclude) if exclude else None
-
-    data = read_plays(plays, columns=cols, header=parse_header_option(header), skip_bad=skip_bad)
-    subset, report = select_subset(data, n_songs=n_songs, n_users=n_users, allowed_songs=allowed,
-                                   excluded_songs=excluded, min_plays=min_plays)
-    splits = split_songs(subset.item_ids, fractions, seed)
-    ordered_splits = {song: splits[song] for song in sorted(splits)}
-
-    make_folder(out_dir)
-    write_plays(os.path.join(out_dir, "plays.tsv"), subset)
-    write_splits(os.path.join(out_dir, "splits.tsv"), ordered_splits)
-    if holdout_interactions is not None:
-        train, test = holdout(subset, holdout_interactions, seed)
-        write_plays(os.path.join(out_dir, "plays.train.tsv"), train)
-        write_plays(os.path.join(out_dir, "plays.test.tsv"), test)
-
-    _print_summary(plays, data, subset, report, ordered_splits, summarize, time.perf_counter() - start)
-    if holdout_interactions is not None:
-        log.info("warm hold-out: %d training and %d test interactions (%.0f%% of each user's songs held out)",
-                 len(train), len(test), 100 * holdout_interactions)
-    log.info("wrote %s", ", ".join(os.path.join(out_dir, n) for n in (
-        ["plays.tsv", "splits.tsv"] + (["plays.train.tsv", "plays.test.tsv"] if holdout_interactions else []))))
+    run = run_subset(plays, out_dir, fractions=fractions, seed=seed, n_songs=n_songs, n_users=n_users,
+                     songs_with=songs_with, id_map=id_map, exclude=exclude, min_plays=min_plays,
+                     holdout_fraction=holdout_interactions, columns=cols, header=parse_header_option(header),
+                     skip_bad=skip_bad)
+    _print_summary(run)
 
 
-def _print_summary(path, data, subset, report, splits, summarize, seconds):
-    name = "<stdin>" if path == "-" else path
-    log.info("read %s: %s rows, %s users, %s songs%s", name, f"{report.input_rows:,}", f"{report.input_users:,}",
-             f"{report.input_songs:,}", f" ({data.skipped:,} bad lines skipped)" if data.skipped else "")
+def _print_summary(run) -> None:
+    report = run.selection
+    log.info("read %s: %s rows, %s users, %s songs%s", run.source, f"{report.input_rows:,}",
+             f"{report.input_users:,}", f"{report.input_songs:,}",
+             f" ({run.skipped:,} bad lines skipped)" if run.skipped else "")
     for label, value in (("excluded (--exclude)", report.excluded_songs),
                          ("without audio (--songs-with)", report.songs_without_audio),
                          ("below --min-plays", report.below_min_plays),
@@ -116,6 +75,10 @@ def _print_summary(path, data, subset, report, splits, summarize, seconds):
     for note in report.notes:
         log.warning(note)
     log.info("%-6s %10s %10s %14s %10s", "split", "users", "songs", "interactions", "density")
-    for split, users, songs, rows, density in summarize(subset, splits):
+    for split, users, songs, rows, density in run.summary:
         log.info("%-6s %10s %10s %14s %9.3f%%", split, f"{users:,}", f"{songs:,}", f"{rows:,}", 100 * density)
-    log.info("done in %.1f s", seconds)
+    log.info("done in %.1f s", run.seconds)
+    if run.holdout is not None:
+        log.info("warm hold-out: %d training and %d test interactions (%.0f%% of each user's songs held out)",
+                 *run.holdout, 100 * run.holdout_fraction)
+    log.info("wrote %s", ", ".join(run.written))

@@ -5,6 +5,7 @@ import click
 from dcue_cli import log
 from dcue_cli.options import jobs_option, seed_option
 from dcue_cli.runtime import default_jobs
+from dcue_cli.synth import FORMATS, SAMPLE_RATES
 
 
 @click.command("synth")
@@ -15,10 +16,10 @@ from dcue_cli.runtime import default_jobs
               help="Number of users in train_triplets.txt.")
 @click.option("--seconds", type=click.FloatRange(min=1.0, max=600.0), default=10.0, show_default=True,
               help="Length of each audio file in seconds (the MSD's 7digital previews are 30 s).")
-@click.option("--format", "audio_format", type=click.Choice(["mp3", "ogg", "flac", "wav"], case_sensitive=False),
+@click.option("--format", "audio_format", type=click.Choice(FORMATS, case_sensitive=False),
               default="mp3", show_default=True, help="Audio file format.")
-@click.option("--sample-rate", type=click.Choice(["22050", "44100"]), default="22050", show_default=True,
-              help="Audio sample rate in Hz.")
+@click.option("--sample-rate", type=click.Choice([str(rate) for rate in SAMPLE_RATES]), default="22050",
+              show_default=True, help="Audio sample rate in Hz.")
 @seed_option()
 @jobs_option("Worker processes that render and encode the audio (default: all cores); "
              "the output does not depend on it.")
@@ -46,9 +47,10 @@ def cli(out_dir, songs, users, seconds, audio_format, sample_rate, seed, jobs, o
       dcue synth data/ --songs 200 --users 500 --seconds 5 --format flac --seed 7 --overwrite
       dcue melspec data/audio -o mels.h5 --id-map data/unique_tracks.txt
     """
-    from dcue_cli import synth
+    from dcue_cli.synth.generate import describe, run_synth
+    from dcue_cli.synth.world import SynthConfig
 
-    config = synth.SynthConfig(songs=songs, users=users, seconds=seconds, audio_format=audio_format.lower(),
-                               sample_rate=int(sample_rate), seed=seed)
-    summary = synth.generate(out_dir, config, jobs=default_jobs(jobs), overwrite=overwrite)
-    log.info(synth.describe(summary, out_dir))
+    config = SynthConfig(songs=songs, users=users, seconds=seconds, audio_format=audio_format.lower(),
+                         sample_rate=int(sample_rate), seed=seed)
+    summary = run_synth(out_dir, config, jobs=default_jobs(jobs), overwrite=overwrite)
+    log.info(describe(summary, out_dir))

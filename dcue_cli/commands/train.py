@@ -148,10 +148,9 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
       torchrun --nproc-per-node 4 -m dcue_cli train mels.h5 sub/plays.tsv \\
           --splits sub/splits.tsv -o model.pt --batch-size 256
     """
-    from dcue_cli.io.embeddings import read_embeddings
-    from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import parse_columns, parse_header_option, read_splits
-    from dcue_cli.training import TrainConfig, Trainer, TrainingInterrupted
+    from dcue_cli.io.rows import parse_columns, parse_header_option
+    from dcue_cli.train.config import TrainConfig
+    from dcue_cli.train.run import run_train
 
     if objective == "regress" and not target:
         raise click.UsageError("--objective regress needs --target wmf.h5 (from `dcue wmf --fit-on train`).")
@@ -188,28 +187,12 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
     explicit = {PARAM_TO_KEY.get(name, name) for name in ctx.params
                 if ctx.get_parameter_source(name) == source.COMMANDLINE}
 
-    target_emb = read_embeddings(target, need_users=True) if target else None
-    if target_emb is not None:
-        fit_on = str(target_emb.attrs.get("fit_on", ""))
-        if fit_on and fit_on != "train":
-            log.warning("%s was fitted on %s interactions: its factors have seen the songs that are scored "
-                        "(use `dcue wmf --fit-on train` for an honest WMF+Regression)", target, fit_on)
-    split_map = read_splits(splits)
-    data = read_plays(plays, columns=parse_columns(columns, 3), header=parse_header_option(header),
-                      skip_bad=skip_bad)
-    trainer = Trainer(mels, data, split_map, output, cfg, model_overrides, device=device, target=target_emb,
-                      resume=resume, explicit=explicit,
-                      input_names={"mels": mels, "plays": plays, "splits": splits, "target": target})
-    try:
-        result = trainer.run()
-    except TrainingInterrupted as stop:
-        if trainer.master:
-            log.warning("interrupted at epoch %d, step %d: saved %s; continue with the same command and --resume",
-                        stop.epoch + 1, stop.step, stop.path)
+    report = run_train(mels, plays, splits, output, cfg, model_overrides, device=device, target=target,
+                       resume=resume, explicit=explicit, columns=parse_columns(columns, 3),
+                       header=parse_header_option(header), skip_bad=skip_bad)
+    if report.interrupted:
         ctx.exit(130)
-    finally:
-        trainer.close()
-    if trainer.master:
-        auc = "-" if result.best_auc != result.best_auc else f"{result.best_auc:.4f}"
-        log.info("wrote %s (best validation AUC %s at epoch %d of %d%s); log: %s", output, auc, result.best_epoch,
-                 result.epochs_run, ", stopped early" if result.stopped_early else "", trainer.log_file)
+    if report.master:
+        auc = "-" if report.best_auc != report.best_auc else f"{report.best_auc:.4f}"
+        log.info("wrote %s (best validation AUC %s at epoch %d of %d%s); log: %s", output, auc, report.best_epoch,
+                 report.epochs_run, ", stopped early" if report.stopped_early else "", report.log_file)

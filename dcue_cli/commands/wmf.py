@@ -1,7 +1,5 @@
 """`dcue wmf`: the weighted matrix factorisation baseline, written as an embeddings file."""
 
-import os
-
 import click
 
 from dcue_cli import log
@@ -55,11 +53,8 @@ def cli(plays, splits, fit_on, output, factors, regularization, iterations, alph
       dcue wmf sub/plays.tsv --splits sub/splits.tsv --fit-on all -o wmf.h5
       dcue wmf lastfm/plays.train.tsv --confidence log --alpha 2 -o wmf-warm.h5
     """
-    from dcue_cli.factors import WmfConfig, fit_wmf, select_items_for_fit
-    from dcue_cli.io.atomic import check_output_path
-    from dcue_cli.io.embeddings import Embeddings, write_embeddings
-    from dcue_cli.io.plays import read_plays
-    from dcue_cli.io.tsv import parse_columns, parse_header_option, read_splits
+    from dcue_cli.io.rows import parse_columns, parse_header_option
+    from dcue_cli.wmf import WmfConfig, run_wmf
 
     if splits and not fit_on:
         raise click.UsageError("--splits needs --fit-on: 'all' (the paper's WMF row, fitted on every song: an "
@@ -67,29 +62,7 @@ def cli(plays, splits, fit_on, output, factors, regularization, iterations, alph
     if fit_on and not splits:
         raise click.UsageError("--fit-on needs --splits (without it every item of PLAYS is fitted).")
     config = WmfConfig(factors, regularization, iterations, alpha, confidence, epsilon, seed, threads, device)
-    check_output_path(output, "embeddings")  # before the fit, not after
-
-    data = read_plays(plays, columns=parse_columns(columns, 3), header=parse_header_option(header),
-                      skip_bad=skip_bad)
-    split_map = read_splits(splits) if splits else None
-    data, note = select_items_for_fit(data, split_map, fit_on or "all")
-    if note:
-        log.info(note)
-    user_factors, item_factors, info = fit_wmf(data.to_csr(), config, show_progress=True)
-    attrs = dict(config.attrs(), name="WMF", fit_on=fit_on or "all", plays=os.path.basename(str(plays)),
-                 splits=os.path.basename(splits) if splits else None, n_users=data.n_users, n_items=data.n_items,
-                 n_plays=len(data), wmf_device=info["device"], wmf_threads=info["threads"],
-                 implicit_version=_implicit_version())
-    write_embeddings(output, Embeddings(data.item_ids, item_factors, data.user_ids, user_factors,
-                                        source="wmf", similarity="dot", attrs=attrs))
-    log.info("fitted in %.1f s; wrote %s (%s users, %s items, %d factors)", info["seconds"], output,
-             f"{data.n_users:,}", f"{data.n_items:,}", factors)
-
-
-def _implicit_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("implicit")
-    except PackageNotFoundError:
-        return "unknown"
+    run = run_wmf(plays, output, config, splits=splits, fit_on=fit_on, columns=parse_columns(columns, 3),
+                  header=parse_header_option(header), skip_bad=skip_bad)
+    log.info("fitted in %.1f s; wrote %s (%s users, %s items, %d factors)", run.seconds, run.output,
+             f"{run.n_users:,}", f"{run.n_items:,}", run.factors)

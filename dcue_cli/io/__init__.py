@@ -1,1 +1,1 @@
-"""Readers and writers for the file contracts of DESIGN.md (TSV and HDF5), atomic writes."""
+"""Readers and writers for the file contracts of docs/design.md (TSV and HDF5), atomic writes."""

@@ -14,6 +14,12 @@ def display_name(path) -> str:
     return "<stdin>" if str(path) == "-" else str(path)
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """A line as quoted in an error message: without its newline, cut to `limit` characters."""
+    text = text.rstrip("\n")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class _CheckedGzip(gzip.GzipFile):
     """A gzip reader whose damage (a truncated download, a file that only starts like gzip) is a
     one-line DcueError naming the file, not EOFError (which click would print as 'Aborted!')."""

@@ -8,17 +8,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcue_cli.metrics import (
-    auc_per_user,
-    bootstrap_ci,
-    bootstrap_means,
-    evaluate,
-    mean_auc,
-    metric_names,
-    paired_test,
-    per_user_metrics,
-    wilcoxon_p,
-)
+from dcue_cli.evaluate.metrics import auc_per_user, evaluate, mean_auc, metric_names, per_user_metrics
+from dcue_cli.evaluate.stats import bootstrap_means, percentile_interval, wilcoxon_p
 
 
 def _sklearn_auc(scores, positives, candidates=None):
@@ -161,7 +152,7 @@ def test_evaluate_in_chunks_and_threads_equals_the_dense_computation(similarity)
     scores = u @ i.T
     dense_cand = cand[None, :] & ~exc.toarray().astype(bool)
     expected = per_user_metrics(scores[:, cand], pos.toarray()[:, cand] > 0, dense_cand[:, cand], ks=(3, 10))
-    for chunk, threads in ((7 * 31, 1), (5 * 31, 3), (10**6, 2)):
+    for chunk, threads in ((1, 2), (7 * 31, 1), (5 * 31, 3), (10**6, 2)):
         got = evaluate(uv, iv, similarity, pos, cand, ks=(3, 10), exclude=exc, chunk_elements=chunk, threads=threads)
         for name in metric_names((3, 10)):
             np.testing.assert_allclose(got["per_user"][name], expected[name], rtol=0, atol=1e-6, equal_nan=True)
@@ -195,16 +186,17 @@ def test_bootstrap_is_seeded_and_paired():
     boots = bootstrap_means(np.column_stack([a, b]), n_boot=200, seed=1)
     assert np.allclose(boots[:, 1] - boots[:, 0], 0.01)  # paired: same resamples for both columns
     assert np.allclose(bootstrap_means(a, 200, seed=1), boots[:, 0], rtol=0, atol=1e-12)
-    low, high = bootstrap_ci(a, 2000)
+    low, high = percentile_interval(bootstrap_means(a, 2000))
     assert low < a.mean() < high
     assert high - low == pytest.approx(2 * 1.96 * a.std() / np.sqrt(len(a)), rel=0.15)
 
 
-def test_paired_test():
+def test_paired_difference_interval_and_wilcoxon():
     rng = np.random.default_rng(6)
     a = rng.random(300)
-    same = paired_test(a, a)
-    assert same["diff"] == 0 and same["p_wilcoxon"] == 1.0
-    better = paired_test(a + 0.05 + 0.01 * rng.standard_normal(300), a)
-    assert better["ci_low"] > 0 and better["p_wilcoxon"] < 1e-10
+    assert wilcoxon_p(a - a) == 1.0
+    better = a + 0.05 + 0.01 * rng.standard_normal(300)
+    boots = bootstrap_means(np.column_stack([a, better]), 1000)
+    low, _high = percentile_interval(boots[:, 1] - boots[:, 0])
+    assert low > 0 and wilcoxon_p(better - a) < 1e-10
     assert wilcoxon_p(np.array([np.nan, 0.0])) == 1.0

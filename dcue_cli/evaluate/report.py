@@ -2,7 +2,7 @@
 
 import math
 
-from dcue_cli.evaluation import PAPER_TABLE1
+from dcue_cli.evaluate.protocols import PAPER_TABLE1
 
 _SHORT = {"auc": "AUC", "precision": "P", "recall": "R", "ndcg": "nDCG", "map": "MAP"}
 MAX_WIDTH = 110

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dcue_cli.errors import DcueError
+from dcue_cli.runtime import have_matplotlib
 
 MISSING_MATPLOTLIB = "--plot needs matplotlib: pip install 'dcue[plot]'"
 GRID_POINTS = 201
@@ -19,10 +20,8 @@ GRID_POINTS = 201
 
 def require_matplotlib() -> None:
     """Fail fast, before any scoring, when matplotlib is absent."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise DcueError(MISSING_MATPLOTLIB) from None
+    if not have_matplotlib():
+        raise DcueError(MISSING_MATPLOTLIB)
 
 
 def check_plot_path(path) -> str:
@@ -73,12 +72,12 @@ def mean_roc(task, model, users: np.ndarray, grid_points: int = GRID_POINTS, chu
     item, users without a vector all ties, each user's excluded items (warm protocol) left out.
     Every selected user must have a positive and a negative among the ranked items.
     """
-    from dcue_cli.metrics import _normalize
+    from dcue_cli.evaluate.metrics import unit_rows
 
     grid = np.linspace(0.0, 1.0, grid_points)
     user_vectors, item_vectors = model.user_vectors, model.item_vectors
     if model.similarity == "cosine":
-        user_vectors, item_vectors = _normalize(user_vectors), _normalize(item_vectors)
+        user_vectors, item_vectors = unit_rows(user_vectors), unit_rows(item_vectors)
     rows = np.flatnonzero(users)
     total = np.zeros(grid_points)
     step = max(1, chunk_elements // max(1, task.n_items))
@@ -149,68 +148,3 @@ def draw(path, fmt: str, report: dict, auc_values: list, curves: list) -> None:
     fig.suptitle(f"{report['description']}: {report['items']:,} {report['item_word']}", fontsize=10)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=120)
-
-
-def have_matplotlib() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def read_training_log(path) -> list:
-    """The rows of a `dcue train` log TSV as dicts of floats (blank cells as nan)."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    if not lines:
-        return []
-    head = lines[0].split("\t")
-    rows = []
-    for line in lines[1:]:
-        cells = line.split("\t")
-        if len(cells) != len(head):
-            continue
-        rows.append({k: float(v) if v not in ("", "-") else float("nan") for k, v in zip(head, cells)})
-    return rows
-
-
-def draw_training_curves(log_file, path, title: str = "") -> None:
-    """Left: the training loss against the step; right: the validation AUC at each epoch's end
-    (the best marked). From the log TSV, so it can be redrawn for any run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    from dcue_cli.io.atomic import atomic_path
-
-    rows = read_training_log(log_file)
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
-    left, right = fig.subplots(1, 2)
-    steps = np.array([r["step"] for r in rows])
-    loss = np.array([r["loss"] for r in rows])
-    auc = np.array([r.get("valid_auc", np.nan) for r in rows])
-    ok = np.isfinite(loss)
-    left.plot(steps[ok], loss[ok], color="C0", linewidth=1.5, marker="." if ok.sum() < 60 else None)
-    left.set_xlabel("step")
-    left.set_ylabel("training loss (mean since the last row)")
-    left.set_title("loss", fontsize=10)
-    valid = np.isfinite(auc)
-    if valid.any():
-        epochs = np.array([r["epoch"] for r in rows])[valid]
-        right.plot(epochs, auc[valid], color="C1", linewidth=1.5, marker="o", markersize=3)
-        best = int(np.argmax(auc[valid]))
-        right.plot([epochs[best]], [auc[valid][best]], "D", color="black", markersize=6,
-                   label=f"best {auc[valid][best]:.4f} (epoch {int(epochs[best])})")
-        right.axhline(0.5, color="grey", linestyle=":", linewidth=1)
-        right.legend(loc="lower right", fontsize=8)
-    else:
-        right.text(0.5, 0.5, "no validation", ha="center", va="center", transform=right.transAxes)
-    right.set_xlabel("epoch")
-    right.set_ylabel("cold-start AUC on the validation songs")
-    right.set_title("validation AUC", fontsize=10)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)

@@ -15,6 +15,7 @@ User vectors:
   draws plays.
 """
 
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,13 +49,38 @@ def _differ(a, b) -> bool:
         return str(a) != str(b)
 
 
+@dataclass
+class EmbedReport:
+    output: str
+    n_items: int
+    n_users: int
+    dims: int
+    source: str
+    similarity: str
+
+
+def run_embed(model_path, mels_path, output, **options) -> EmbedReport:
+    """Embed and write OUTPUT (atomically); what `dcue embed` calls. Options as `embed`'s."""
+    from dcue_cli.io.atomic import check_output_path
+    from dcue_cli.io.embeddings import write_embeddings
+
+    check_output_path(output, "embeddings")
+    emb = embed(model_path, mels_path, **options)
+    write_embeddings(output, emb)
+    n_users = 0 if emb.user_ids is None else len(emb.user_ids)
+    return EmbedReport(str(output), len(emb.item_ids), n_users, emb.item_vectors.shape[1], emb.source,
+                       emb.similarity)
+
+
 def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 1024, amp: bool = True,
           allow_feature_mismatch: bool = False, chunk_bytes: int = 256 << 20):
     """Compute the embeddings; returns a `dcue_cli.io.embeddings.Embeddings` (not yet written)."""
-    from dcue_cli.data import MelCache, MelsReader, Normaliser, item_vectors
+    from dcue_cli.crops import Normaliser
+    from dcue_cli.io.checkpoints import load_checkpoint, model_from_checkpoint
     from dcue_cli.io.embeddings import Embeddings
+    from dcue_cli.model import all_user_vectors
     from dcue_cli.runtime import autocast_factory, configure_backends, torch_device
-    from dcue_cli.training import load_checkpoint, model_from_checkpoint
+    from dcue_cli.train.data import MelsReader
 
     dev = torch_device(device)
     configure_backends(dev)
@@ -76,34 +102,18 @@ def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 102
         if len(have) == 0:
             raise DcueError(f"{mels_path} has no item with frames: nothing to embed.")
         normaliser = Normaliser(norm["mean"], norm["std"], device=dev)
-        frame_bytes = reader.n_mels * reader.mel.dtype.itemsize
-        budget = max(1, chunk_bytes // frame_bytes)
-        vectors = np.zeros((len(have), cfg.embed_dim), np.float32)
-        bar = log.progress(total=len(have), desc="embedding items", unit=" items", unit_scale=True)
-        cum = np.cumsum(lengths[have])
-        a = 0
-        while a < len(have):
-            # a run of items within the frame budget (at least one), cached on the device
-            before = cum[a - 1] if a else 0
-            b = max(a + 1, int(np.searchsorted(cum, before + budget, side="right")))
-            chunk = have[a:b]
-            cache = MelCache.load(reader, chunk, normaliser, cfg.crop_frames, dev, desc=None)
-            vecs = item_vectors(model.audio, cache, np.arange(len(chunk)), lengths[chunk],
-                                batch_crops=batch_crops, autocast=autocast)
-            vectors[a:b] = vecs.cpu().numpy()
-            bar.update(len(chunk))
-            a = b
-        bar.close()
+        vectors = _item_vectors_in_chunks(model, reader, have, normaliser, dev, chunk_bytes=chunk_bytes,
+                                          batch_crops=batch_crops, autocast=autocast)
         item_ids = reader.ids[have]
     vectors *= float(ckpt.get("target_scale", 1.0))  # WMF+Regression: back to the factors' units
 
     user_ids = np.asarray(ckpt["user_ids"], dtype=object)
     if "user_vectors" in ckpt:  # WMF+Regression: the WMF users the targets came with
         users = np.asarray(ckpt["user_vectors"].float().numpy(), np.float32)
+    elif model.user is not None:
+        users = all_user_vectors(model, len(user_ids), dev).cpu().numpy()
     else:
-        users = user_vectors_of(model, len(user_ids), dev)
-        if users is None:
-            user_ids = None
+        users, user_ids = None, None
     best = ckpt.get("best", {})
     attrs = {
         "model": str(model_path),
@@ -118,11 +128,27 @@ def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 102
                       similarity=ckpt.get("similarity", "cosine"), attrs=attrs)
 
 
-def user_vectors_of(model, n_users: int, device) -> np.ndarray | None:
-    import torch
+def _item_vectors_in_chunks(model, reader, have, normaliser, dev, *, chunk_bytes, batch_crops, autocast):
+    """Item vectors of mel rows `have`, cached on the device a run of items at a time."""
+    from dcue_cli.crops import MelCache, item_vectors
 
-    if model.user is None:
-        return None
-    with torch.no_grad():
-        return torch.cat([model.user_vectors(torch.arange(s, min(s + 65536, n_users), device=device)).float()
-                          for s in range(0, n_users, 65536)]).cpu().numpy()
+    cfg, lengths = model.config, reader.lengths
+    frame_bytes = reader.n_mels * reader.mel.dtype.itemsize
+    budget = max(1, chunk_bytes // frame_bytes)
+    vectors = np.zeros((len(have), cfg.embed_dim), np.float32)
+    bar = log.progress(total=len(have), desc="embedding items", unit=" items", unit_scale=True)
+    cum = np.cumsum(lengths[have])
+    a = 0
+    while a < len(have):
+        # a run of items within the frame budget (at least one), cached on the device
+        before = cum[a - 1] if a else 0
+        b = max(a + 1, int(np.searchsorted(cum, before + budget, side="right")))
+        chunk = have[a:b]
+        cache = MelCache.load(reader, chunk, normaliser, cfg.crop_frames, dev, desc=None)
+        vecs = item_vectors(model.audio, cache, np.arange(len(chunk)), lengths[chunk],
+                            batch_crops=batch_crops, autocast=autocast)
+        vectors[a:b] = vecs.cpu().numpy()
+        bar.update(len(chunk))
+        a = b
+    bar.close()
+    return vectors

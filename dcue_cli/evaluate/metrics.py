@@ -191,7 +191,7 @@ def _as_numpy(x, dtype=np.float32) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=dtype)
 
 
-def _normalize(v: np.ndarray) -> np.ndarray:
+def unit_rows(v: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     return v / np.where(norms > 0, norms, 1)
 
@@ -257,7 +257,7 @@ def evaluate(
     if positives.shape != (n_users, n_items):
         raise ValueError(f"positives has shape {positives.shape}, expected ({n_users}, {n_items})")
     if similarity == "cosine":
-        users, items = _normalize(users), _normalize(items)
+        users, items = unit_rows(users), unit_rows(items)
 
     cols = _candidate_columns(candidates, n_items)
     items_c = items[cols]
@@ -365,70 +365,3 @@ def mean_auc(user_vectors, item_vectors, similarity: str, positives, candidates=
     Same arguments as `evaluate`; for validation during training.
     """
     return evaluate(user_vectors, item_vectors, similarity, positives, candidates, ks=(), **kwargs)["metrics"]["auc"]
-
-
-# --------------------------------------------------------------------------- uncertainty
-
-
-def bootstrap_means(values: np.ndarray, n_boot: int = 1000, seed: int = 0, block: int = 100) -> np.ndarray:
-    """Means of `values` (n,) or (n, m) over `n_boot` resamples of its rows with replacement.
-
-    Returns (n_boot,) or (n_boot, m). The same seed gives the same resamples for any `values`
-    of the same length, so columns bootstrapped together (or separately with one seed) are
-    paired: the difference of two columns' means is a paired bootstrap.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    one = values.ndim == 1
-    v = values[:, None] if one else values
-    n = len(v)
-    if n == 0:
-        out = np.full((n_boot, v.shape[1]), np.nan)
-        return out[:, 0] if one else out
-    rng = np.random.default_rng(seed)
-    out = np.empty((n_boot, v.shape[1]))
-    # At most ~4 M draws at once (~100 MB of temporaries), however many users: memory stays flat.
-    # The draws do not depend on the block size, only the last bits of the float sums may.
-    block = max(1, min(block, (1 << 22) // n))
-    for start in range(0, n_boot, block):
-        b = min(block, n_boot - start)
-        dtype = np.int32 if b * n < 2**31 else np.int64
-        draws = rng.integers(0, n, size=(b, n), dtype=dtype)
-        draws += (np.arange(b, dtype=dtype) * n)[:, None]
-        weights = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
-        out[start:start + b] = weights @ v / n
-    return out[:, 0] if one else out
-
-
-def percentile_interval(samples: np.ndarray, level: float = 0.95):
-    """(low, high) percentiles of bootstrap samples along axis 0."""
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(samples, [tail, 100 - tail], axis=0)
-    return low, high
-
-
-def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0):
-    """The 95% (by default) percentile bootstrap interval of the mean of `values` over rows."""
-    return percentile_interval(bootstrap_means(values, n_boot, seed), level)
-
-
-def wilcoxon_p(differences: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of paired differences (1.0 when all are zero)."""
-    from scipy.stats import wilcoxon
-
-    d = np.asarray(differences, dtype=np.float64)
-    d = d[~np.isnan(d)]
-    if len(d) == 0 or not np.any(d != 0):
-        return 1.0
-    return float(wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
-
-
-def paired_test(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
-    """Compare per-user values a and b (same users, same order): is mean(a) - mean(b) real?
-
-    Returns {'diff': mean difference, 'ci_low'/'ci_high': paired percentile bootstrap
-    interval of it, 'p_wilcoxon': two-sided Wilcoxon signed-rank p-value}.
-    """
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    low, high = bootstrap_ci(d, n_boot, level, seed)
-    return {"diff": float(d.mean()) if len(d) else float("nan"), "ci_low": float(low), "ci_high": float(high),
-            "p_wilcoxon": wilcoxon_p(d)}

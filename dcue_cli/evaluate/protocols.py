@@ -1,6 +1,6 @@
 """The evaluation protocols of `dcue score`, as functions of plays, splits and embeddings.
 
-- Cold start (the paper, DESIGN.md): the songs of one split (test by default) are ranked for
+- Cold start (the paper; docs/design.md): the songs of one split (test by default) are ranked for
   every user who has a positive and a negative among them; no interaction of theirs was seen
   in training.
 - Warm: held-out interactions (`dcue subset --holdout-interactions`): every item of the
@@ -19,13 +19,8 @@ import numpy as np
 
 from dcue_cli import log
 from dcue_cli.errors import DcueError
-from dcue_cli.metrics import (
-    bootstrap_means,
-    evaluate,
-    metric_names,
-    percentile_interval,
-    wilcoxon_p,
-)
+from dcue_cli.evaluate.metrics import evaluate, metric_names
+from dcue_cli.evaluate.stats import bootstrap_means, percentile_interval, wilcoxon_p
 
 PAPER_TABLE1 = (("Popularity", 0.7059), ("WMF", 0.9302), ("WMF+Regression", 0.6967), ("DCUE", 0.7914))
 

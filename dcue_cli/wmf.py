@@ -1,4 +1,5 @@
-"""Weighted matrix factorisation (Hu, Koren & Volinsky 2008) through `implicit`'s ALS.
+"""Weighted matrix factorisation (Hu, Koren & Volinsky 2008) through `implicit`'s ALS: `run_wmf`
+for `dcue wmf` (plays in, an embeddings file out), `fit_wmf` for a matrix.
 
 Each observed play count c becomes a preference 1 with confidence
     linear: 1 + alpha * c            log: 1 + alpha * log(1 + c / epsilon)
@@ -10,6 +11,7 @@ The CPU or GPU is chosen in one place, `dcue_cli.runtime.implicit_device`; impli
 thread-pool advice, its progress bar) are handled here so that a user sees only our log.
 """
 
+import os
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -34,6 +36,16 @@ class WmfConfig:
     seed: int = 0
     threads: int | None = None  # CPU threads (None: all usable cores)
     device: str = "auto"  # auto, cpu, cuda, cuda:0
+
+    def check(self) -> None:
+        """Refuse settings ALS cannot fit with, in the words of the options that set them."""
+        if self.confidence not in CONFIDENCES:
+            raise DcueError(f"--confidence {self.confidence!r}: use linear or log.")
+        for name in ("factors", "iterations"):
+            if getattr(self, name) < 1:
+                raise DcueError(f"--{name} {getattr(self, name)}: give a positive integer.")
+        if self.alpha <= 0 or self.regularization < 0 or self.epsilon <= 0:
+            raise DcueError("--alpha and --epsilon must be positive and --regularization non-negative.")
 
     def attrs(self) -> dict:
         """The hyperparameters as HDF5 attributes (threads and device are run details, kept too)."""
@@ -63,13 +75,7 @@ def fit_wmf(counts, config: WmfConfig | None = None, show_progress: bool = True)
     from threadpoolctl import threadpool_limits
 
     config = config or WmfConfig()
-    if config.confidence not in CONFIDENCES:
-        raise DcueError(f"--confidence {config.confidence!r}: use linear or log.")
-    for name in ("factors", "iterations"):
-        if getattr(config, name) < 1:
-            raise DcueError(f"--{name} {getattr(config, name)}: give a positive integer.")
-    if config.alpha <= 0 or config.regularization < 0 or config.epsilon <= 0:
-        raise DcueError("--alpha and --epsilon must be positive and --regularization non-negative.")
+    config.check()
     matrix = sp.csr_matrix(counts, dtype=np.float32, copy=True)
     matrix.sum_duplicates()
     matrix.eliminate_zeros()
@@ -134,3 +140,51 @@ def select_items_for_fit(plays, splits: dict | None, fit_on: str):
             f"left out ({unknown:,} of them not in --splits); "
             f"{plays.n_users - kept.n_users:,} users left without plays")
     return kept, note
+
+
+@dataclass
+class WmfRun:
+    """What `run_wmf` fitted and wrote, for the line the command prints."""
+
+    output: str
+    n_users: int
+    n_items: int
+    factors: int
+    device: str  # "cpu" or "gpu"
+    seconds: float  # the fit alone
+
+
+def run_wmf(plays_path, output, config: WmfConfig, *, splits=None, fit_on: str | None = None,
+            columns=(0, 1, 2), header: bool | None = None, skip_bad: bool = False,
+            show_progress: bool = True) -> WmfRun:
+    """`dcue wmf`: read PLAYS (and --splits), fit WMF, write the embeddings contract to `output`."""
+    from dcue_cli.io.atomic import check_output_path
+    from dcue_cli.io.embeddings import Embeddings, write_embeddings
+    from dcue_cli.io.plays import read_plays
+    from dcue_cli.io.splits import read_splits
+
+    config.check()
+    check_output_path(output, "embeddings")  # before the fit, not after
+    data = read_plays(plays_path, columns=columns, header=header, skip_bad=skip_bad)
+    split_map = read_splits(splits) if splits else None
+    data, note = select_items_for_fit(data, split_map, fit_on or "all")
+    if note:
+        log.info(note)
+    user_factors, item_factors, info = fit_wmf(data.to_csr(), config, show_progress=show_progress)
+    attrs = dict(config.attrs(), name="WMF", fit_on=fit_on or "all", plays=os.path.basename(str(plays_path)),
+                 splits=os.path.basename(splits) if splits else None, n_users=data.n_users, n_items=data.n_items,
+                 n_plays=len(data), wmf_device=info["device"], wmf_threads=info["threads"],
+                 implicit_version=implicit_version())
+    write_embeddings(output, Embeddings(data.item_ids, item_factors, data.user_ids, user_factors,
+                                        source="wmf", similarity="dot", attrs=attrs))
+    return WmfRun(str(output), data.n_users, data.n_items, config.factors, info["device"], info["seconds"])
+
+
+def implicit_version() -> str:
+    """The installed `implicit` version (an attribute of every WMF embeddings file)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("implicit")
+    except PackageNotFoundError:
+        return "unknown"

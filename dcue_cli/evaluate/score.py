@@ -1,0 +1,107 @@
+"""`run_score`: embeddings files (and popularity) scored on one protocol; what `dcue score` calls.
+
+Reads the inputs, builds the task (cold start or warm), aligns every model to it, scores them
+with paired statistics, and writes the per-user TSV and the plot when asked. The caller prints
+the table and the JSON.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+from dcue_cli import log
+
+
+@dataclass
+class ScoreRequest:
+    embeddings: list
+    plays: str | None = None  # cold start: plays and splits
+    splits: str | None = None
+    on: str = "test"
+    train_plays: str | None = None  # warm: training and held-out plays
+    test_plays: str | None = None
+    popularity: bool = False
+    popularity_from: str = "auto"
+    ks: tuple = (10,)
+    missing: str = "penalize"
+    n_boot: int = 1000
+    seed: int = 0
+    threads: int | None = None
+    read_opts: dict = field(default_factory=dict)
+    per_user: str | None = None  # a TSV path ('-': stdout)
+    plot: str | None = None  # an image path
+    plot_format: str | None = None
+    paper: bool = False
+
+
+@dataclass
+class ScoreResult:
+    report: dict  # what --json prints
+    table: str  # what people read
+
+
+def run_score(req: ScoreRequest) -> ScoreResult:
+    from dcue_cli.evaluate.protocols import (
+        align,
+        cold_start_task,
+        handle_missing,
+        name_models,
+        popularity_model,
+        score_models,
+        warm_task,
+    )
+    from dcue_cli.evaluate.report import format_table
+    from dcue_cli.io.embeddings import read_embeddings
+    from dcue_cli.io.plays import read_plays
+    from dcue_cli.io.splits import read_splits
+
+    files = [read_embeddings(path, need_users=True) for path in req.embeddings]  # fail fast, before the plays
+    if req.plays:
+        task = cold_start_task(read_plays(req.plays, **req.read_opts), read_splits(req.splits), req.on,
+                               splits_name=req.splits)
+    else:
+        task = warm_task(read_plays(req.train_plays, **req.read_opts), read_plays(req.test_plays, **req.read_opts),
+                         train_name=req.train_plays)
+    models = ([popularity_model(task, req.popularity_from)] if req.popularity else []) + \
+        [align(e, task) for e in files]
+    name_models(models)
+    task, models, counts = handle_missing(task, models, req.missing)
+    report, values = score_models(task, models, req.ks, n_boot=req.n_boot, seed=req.seed, threads=req.threads,
+                                  missing_counts=counts, progress=True)
+    if req.per_user:
+        _write_per_user(req.per_user, values, report["models"])
+    if req.plot:
+        _plot(req.plot, req.plot_format, task, models, report, values)
+    return ScoreResult(finite(report), format_table(report, paper=req.paper))
+
+
+def _write_per_user(path, values, models):
+    from dcue_cli.evaluate.report import write_per_user
+    from dcue_cli.io.atomic import open_text_output
+
+    with open_text_output(path) as stream:
+        write_per_user(stream, values, models)
+    if path != "-":
+        log.info("wrote per-user values to %s", path)
+
+
+def _plot(path, fmt, task, models, report, values):
+    import numpy as np
+
+    from dcue_cli.evaluate.plots import draw, mean_roc
+
+    users = np.isin(task.user_ids, values["user_ids"])  # the evaluated users, as in the table
+    auc = values["names"].index("auc")
+    curves = [mean_roc(task, model, users) for model in models]
+    draw(path, fmt, report, [v[:, auc] for v in values["values"]], curves)
+    log.info("wrote the per-user AUC and ROC plot to %s", path)
+
+
+def finite(value):
+    """NaN and infinities as null, so the JSON is strict."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value

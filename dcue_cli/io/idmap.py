@@ -1,0 +1,54 @@
+"""MSD id maps: `unique_tracks.txt` (`track_id<SEP>song_id<SEP>artist<SEP>title`, read and
+written) and plain id lists (one id per line)."""
+
+from collections.abc import Iterable
+
+from dcue_cli.errors import DcueError
+from dcue_cli.io.text import display_name, open_text, shorten
+
+
+def read_id_map(path) -> dict:
+    """MSD `unique_tracks.txt`: {track_id: (song_id, artist, title)}.
+
+    Fields are separated by `<SEP>` (the MSD's own separator) or by tabs.
+    """
+    name = display_name(path)
+    mapping = {}
+    with open_text(path) as stream:
+        for lineno, line in enumerate(stream, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("<SEP>") if "<SEP>" in line else line.split("\t")
+            if len(fields) < 2:
+                raise DcueError(
+                    f"{name}:{lineno}: expected track_id<SEP>song_id<SEP>artist<SEP>title, "
+                    f"found {shorten(line)!r}: give the MSD unique_tracks.txt."
+                )
+            track, song = fields[0].strip(), fields[1].strip()
+            artist = fields[2] if len(fields) > 2 else ""
+            title = "<SEP>".join(fields[3:]) if len(fields) > 3 else ""
+            mapping[track] = (song, artist, title)
+    if not mapping:
+        raise DcueError(f"{name} is empty: expected MSD unique_tracks.txt lines.")
+    return mapping
+
+
+def write_id_map(path, rows: Iterable[tuple]) -> None:
+    """Write (track_id, song_id, artist, title) rows as `unique_tracks.txt` lines (atomically)."""
+    from dcue_cli.io.atomic import open_text_output
+
+    with open_text_output(path) as out:
+        for track, song, artist, title in rows:
+            out.write(f"{track}<SEP>{song}<SEP>{artist}<SEP>{title}\n")
+
+
+def read_id_list(path) -> list:
+    """One id per line (the first tab- or <SEP>-separated field); blank lines skipped."""
+    ids = []
+    with open_text(path) as stream:
+        for line in stream:
+            line = line.strip()
+            if line:
+                ids.append(line.split("<SEP>")[0].split("\t")[0].strip())
+    return ids

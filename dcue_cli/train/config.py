@@ -1,0 +1,107 @@
+"""How to train: the settings (`TrainConfig`), the files beside `-o`, and what a resume may change.
+
+Files beside `-o model.pt`:
+    model.pt          the best checkpoint by validation AUC (what `embed` reads)
+    model.last.pt     the latest state, written every epoch and on Ctrl-C (what `--resume` reads)
+    model.log.tsv     one row per epoch (and every --log-every steps): step, loss, valid AUC, crops/s
+    model.curves.png  the loss and validation-AUC curves, redrawn after every epoch
+"""
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from dcue_cli import log
+
+OBJECTIVES = ("hinge", "softmax", "regress")
+# what may change when a run is resumed; everything else comes from its checkpoint
+RESUMABLE = ("epochs", "patience", "cache", "workers", "log_every", "compile", "amp", "curves")
+
+
+@dataclass
+class TrainConfig:
+    """Everything about how to train (the model's sizes live in `model.ModelConfig`)."""
+
+    objective: str = "hinge"
+    margin: float = 0.2
+    negatives: int = 20
+    negative_sampling: str = "uniform"
+    listeners_per_song: int = 1  # >1: song-grouped batches, that many pairs share each song's crop
+    shared_negatives: bool = True  # one pool per batch (measured: as good as per-user with in-batch, 20x cheaper)
+    in_batch_negatives: bool = True  # the batch's other positives are negatives too (softmax: always)
+    temperature: float = 0.1
+    weighting: str = "binary"
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    lr_decay: float = 1e-6  # Keras-style: lr / (1 + decay * step), as the authors
+    plateau_factor: float = 0.2  # lr x this after plateau_patience epochs without a better valid AUC (1: never)
+    plateau_patience: int = 2
+    weight_decay: float = 0.0
+    epochs: int = 30
+    steps_per_epoch: int = 0  # 0: one pass over the training plays
+    patience: int = 5
+    seed: int = 0
+    compile: bool = False
+    amp: bool = True  # bfloat16 autocast on CUDA (ignored on a CPU)
+    cache: str = "auto"
+    workers: int = 0  # DataLoader workers for --cache none
+    log_every: int = 0
+    valid_crop_batch: int = 1024
+    centre_init: bool = True  # centre the initial item/user vectors on data (model.centre_outputs_)
+    curves: bool = True  # draw model.curves.png from the log after every epoch (needs matplotlib)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: the state was saved to `path`; continue with --resume."""
+
+    def __init__(self, path, epoch, step):
+        super().__init__(f"interrupted at epoch {epoch + 1}, step {step}")
+        self.path, self.epoch, self.step = path, epoch, step
+
+
+def sibling(output, suffix: str) -> Path:
+    """model.pt -> model<suffix> (model.last.pt, model.log.tsv)."""
+    output = Path(output)
+    stem = output.name[: -len(output.suffix)] if output.suffix else output.name
+    return output.with_name(stem + suffix)
+
+
+def last_path(output) -> Path:
+    return sibling(output, ".last.pt")
+
+
+def curves_path(output) -> Path:
+    return sibling(output, ".curves.png")
+
+
+def log_path(output) -> Path:
+    return sibling(output, ".log.tsv")
+
+
+def resumed_config(ckpt, cfg: TrainConfig, model_overrides: dict, explicit: set, master: bool = True) -> TrainConfig:
+    """The saved settings, with the resumable ones given now; name the others that differ."""
+    saved, saved_model = dict(ckpt["train_config"]), ckpt["model_config"]
+    now = cfg.to_dict()
+    ignored = []
+    for key in sorted(explicit):
+        if key in RESUMABLE and key in now:
+            saved[key] = now[key]
+        elif key in now and key in saved and now[key] != saved[key]:
+            ignored.append(f"--{key.replace('_', '-')} {now[key]} (the run has {saved[key]})")
+        elif key in model_overrides and key in saved_model:
+            value = model_overrides[key]
+            value = list(value) if isinstance(value, tuple) else value
+            if value != saved_model[key]:
+                ignored.append(f"--{key.replace('_', '-')} {model_overrides[key]} (the run has {saved_model[key]})")
+    if ignored and master:
+        log.warning("--resume continues with the saved settings: ignoring %s", "; ".join(ignored))
+    return TrainConfig.from_dict(saved)

@@ -1,0 +1,156 @@
+"""The pieces a training run is built from, one function each, in the order `Trainer` calls them:
+the normalisation, the model's configuration, the crop sources and batch sampler, the
+validator and the optimiser. Each takes what it needs and returns what it builds.
+"""
+
+import numpy as np
+
+from dcue_cli import log
+from dcue_cli.errors import DcueError
+
+
+def report_data(data, mels_name: str, names: dict) -> None:
+    """What the join dropped, and what training will see."""
+    s = data.stats
+    if s.get("items_without_split"):
+        log.warning("%d songs of %s are in no split of %s: their plays are ignored",
+                    s["items_without_split"], names.get("plays", "plays"), names.get("splits", "splits"))
+    if s.get("items_without_mels"):
+        log.warning("%d songs of the splits are absent from %s: their plays are ignored",
+                    s["items_without_mels"], mels_name)
+    if s.get("items_without_frames"):
+        log.warning("%d songs of %s have no frames: ignored", s["items_without_frames"], mels_name)
+    log.info("training: %s plays of %s users on %s songs; validation: %s plays on %s songs",
+             f"{len(data.pair_users):,}", f"{data.n_users:,}", f"{len(data.train_items):,}",
+             f"{len(data.valid_users):,}", f"{len(data.valid_items):,}")
+
+
+def normalisation(reader, data, ckpt, cfg, mels_name: str, master: bool):
+    """(mean, std): the checkpoint's, else melspec's, else estimated from the training songs."""
+    from dcue_cli.crops import estimate_normalisation
+    from dcue_cli.train.data import normalisation_from_attrs
+
+    if ckpt is not None:
+        norm = ckpt["normalisation"]
+        return np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
+    stats = normalisation_from_attrs(reader.attrs, reader.n_mels)
+    if stats is None:
+        if master:
+            log.warning("%s stores no mean/std: normalising with statistics estimated from the "
+                        "training songs", mels_name)
+        stats = estimate_normalisation(reader, data.train_items, np.random.default_rng(cfg.seed))
+    return stats
+
+
+def model_config(ckpt, ckpt_path, cfg, model_overrides: dict, explicit, target, n_users: int, n_mels: int,
+                 master: bool):
+    """The checkpoint's model configuration, else one from the options (regression: the WMF size)."""
+    from dcue_cli.io.checkpoints import model_config_of
+    from dcue_cli.model import ModelConfig
+
+    if ckpt is not None:
+        return model_config_of(ckpt, ckpt_path)
+    overrides = dict(model_overrides or {})
+    if cfg.objective == "regress":
+        d = target.item_vectors.shape[1]
+        if "embed_dim" in set(explicit) and overrides.get("embed_dim") not in (None, d) and master:
+            log.warning("--embed-dim %s ignored: the regression predicts the %d WMF factors",
+                        overrides["embed_dim"], d)
+        overrides["embed_dim"] = d
+    overrides["n_users"] = 0 if cfg.objective == "regress" else n_users
+    overrides["n_mels"] = n_mels
+    try:
+        return ModelConfig(**overrides)
+    except ValueError as exc:
+        raise DcueError(f"model options: {exc}.") from None
+
+
+def train_source(reader, data, mean, std, crop: int, cache_mode: str, cache_device):
+    """Where training crops come from: a MelCache on a device, or the HDF5 file itself."""
+    from dcue_cli.crops import H5CropSource, MelCache, Normaliser
+
+    item_rows = data.train_items
+    if cache_mode == "none":
+        return H5CropSource(reader, item_rows, Normaliser(mean, std), crop)
+    return MelCache.load(reader, item_rows, Normaliser(mean, std, device=cache_device),
+                         crop, cache_device, desc="caching training mels")
+
+
+def regression_sampler(data, target, source, cfg, device, dist, names, mels_name, master):
+    """Batches of (training song, its WMF factors in units of their std); returns (sampler, scale)."""
+    from dcue_cli.train.sampling import ItemSampler
+
+    item_rows = data.train_items
+    index = {m: k for k, m in enumerate(target.item_ids)}
+    have = np.array([index.get(m, -1) for m in data.mel_ids[item_rows]])
+    keep = np.flatnonzero(have >= 0)
+    if len(keep) == 0:
+        raise DcueError(f"no training song of {mels_name} has factors in the target "
+                        f"{names.get('target', 'file')}: was it written by `dcue wmf` on these plays?")
+    if len(keep) < len(item_rows) and master:
+        log.warning("%d of %d training songs have no factors in the target: trained without them",
+                    len(item_rows) - len(keep), len(item_rows))
+    factors = np.asarray(target.item_vectors, np.float32)[have[keep]]
+    # WMF factors are small (std ~0.01): regress them in units of their std, and scale the
+    # predictions back in `embed` (a global scale changes no user's ranking)
+    scale = float(factors.std()) or 1.0
+    sampler = ItemSampler(keep, factors / scale, source, batch_size=cfg.batch_size, seed=cfg.seed,
+                          device=device, rank=dist.rank, world=dist.world)
+    return sampler, scale
+
+
+def pair_sampler(data, source, cfg, device, dist):
+    """Batches of (user, played song, negatives) for the ranking objectives."""
+    from dcue_cli.train.sampling import PairSampler
+
+    try:
+        return PairSampler(
+            data, source, batch_size=cfg.batch_size, negatives=cfg.negatives, seed=cfg.seed,
+            shared_negatives=cfg.shared_negatives,
+            in_batch=cfg.objective == "softmax" or cfg.in_batch_negatives,
+            sampling=cfg.negative_sampling, weighting=cfg.weighting, device=device,
+            rank=dist.rank, world=dist.world, listeners_per_song=cfg.listeners_per_song)
+    except ValueError as exc:
+        raise DcueError(str(exc)) from None
+
+
+def validator(reader, data, mean, std, crop, cfg, device, cache_mode, target_vectors, autocast):
+    """The master's validator over its own small cache of the validation songs, or None."""
+    import torch
+
+    from dcue_cli.crops import MelCache, MovedCache, Normaliser
+    from dcue_cli.train.validate import Validator
+
+    if not len(data.valid_items):
+        log.warning("no validation songs: training without validation or early stopping (the last "
+                    "epoch is kept)")
+        return None
+    vcache_device = device if cache_mode == "gpu" else torch.device("cpu")
+    if device.type == "cuda" and cache_mode != "none":
+        vcache_device = device  # validation songs are few: keep them by the model
+    vcache = MelCache.load(reader, data.valid_items, Normaliser(mean, std, device=vcache_device),
+                           crop, vcache_device, desc="caching validation mels")
+    if vcache_device != device:
+        vcache = MovedCache(vcache, device)
+    users = None
+    if cfg.objective == "regress":
+        users = torch.as_tensor(np.asarray(target_vectors, np.float32))
+    v = Validator(data, vcache, similarity="dot" if cfg.objective == "regress" else "cosine",
+                  user_vectors=users, crop_batch=cfg.valid_crop_batch, autocast=autocast)
+    if not v.possible:
+        log.warning("no user has both a played and an unplayed validation song: training without "
+                    "validation (the last epoch is kept)")
+        return None
+    return v
+
+
+def optimizer(model, cfg):
+    import torch
+
+    params = list(model.parameters())
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise DcueError(f"--optimizer {cfg.optimizer}: expected sgd or adam.")
