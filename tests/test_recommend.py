@@ -61,7 +61,7 @@ def test_wmf_fold_in_is_implicits_recalculate_user():
     import scipy.sparse as sp
     from implicit.cpu.als import AlternatingLeastSquares
 
-    from dcue_cli.factors import WmfConfig, confidence, fit_wmf
+    from dcue_cli.wmf import WmfConfig, confidence, fit_wmf
     from dcue_cli.recommend.foldin import als_fold_in
 
     counts = sp.random(50, 40, density=0.2, random_state=1, format="csr")
@@ -243,7 +243,7 @@ def test_cosine_file_folds_in_by_logistic_or_mean_and_refuses_als(tmp_path):
 def test_new_songs_recipe_melspec_embed_recommend(toy, tmp_path):
     """A trained model; new audio -> melspec -> embed -> recommend --items new.txt ranks only new songs."""
     import soundfile as sf
-    from test_train import N_MELS, toy_args
+    from conftest import N_MELS, toy_args
 
     invoke(toy_args(toy, tmp_path / "model.pt", "--epochs", "1", "--patience", "0"))
     audio = tmp_path / "audio"

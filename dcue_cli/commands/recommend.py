@@ -55,7 +55,7 @@ def cli(embeddings, users, k, exclude_played, items, splits, plays, fold_method,
       dcue embed model.pt new-mels.h5 -o new.h5 && dcue recommend new.h5 --items new.txt
     """
     from dcue_cli.io.atomic import check_output_path, open_text_output
-    from dcue_cli.io.tsv import parse_columns, parse_header_option
+    from dcue_cli.io.rows import parse_columns, parse_header_option
     from dcue_cli.recommend.run import SPLIT_NAMES, run_recommend
 
     if items in SPLIT_NAMES and not splits:

@@ -2,7 +2,7 @@
 
 dot (WMF, and WMF+Regression's predicted factors): the ALS user step of Hu, Koren & Volinsky
 (2008) against the fixed item factors, in closed form, with the confidence weighting the WMF
-fit used (`dcue_cli.factors.confidence`; alpha, regularization and the confidence form are read
+fit used (`dcue_cli.wmf.confidence`; alpha, regularization and the confidence form are read
 from the file's attributes, as `dcue wmf` writes them, unless given):
 
     x_u = (Y'Y + Y'(C_u - I)Y + lambda I)^-1 Y'C_u p_u
@@ -20,7 +20,7 @@ against 0.620 for the mean (and 0.624 for trained users' tower vectors).
 import numpy as np
 
 from dcue_cli.errors import DcueError
-from dcue_cli.factors import CONFIDENCES, WmfConfig, confidence
+from dcue_cli.wmf import CONFIDENCES, WmfConfig, confidence
 
 COSINE_METHODS = ("mean", "logistic")
 

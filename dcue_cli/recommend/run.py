@@ -28,12 +28,12 @@ def candidate_rows(emb, items: str | None, splits: str | None) -> tuple:
     if items in (None, "all"):
         return np.arange(len(emb.item_ids)), f"all {len(emb.item_ids):,} items"
     if items in SPLIT_NAMES:
-        from dcue_cli.io.tsv import read_splits
+        from dcue_cli.io.splits import read_splits
 
         wanted = {i for i, s in read_splits(splits).items() if s == items}
         where = f"the {items} split of {splits}"
     else:
-        from dcue_cli.io.tsv import read_id_list
+        from dcue_cli.io.idmap import read_id_list
 
         wanted = set(read_id_list(items))
         where = str(items)
@@ -57,7 +57,7 @@ def requested_users(emb, users_path: str | None, fold_plays) -> list:
             ids += [str(u) for u in fold_plays.user_ids]
         where = f"{emb.path}" + (" and --plays" if fold_plays is not None else "")
     else:
-        from dcue_cli.io.tsv import read_id_list
+        from dcue_cli.io.idmap import read_id_list
 
         ids = read_id_list(users_path)
         where = "<stdin>" if users_path == "-" else str(users_path)
@@ -175,7 +175,7 @@ def run_recommend(embeddings, out, *, users=None, k=10, exclude_played=None, ite
 def _titles(id_map):
     if not id_map:
         return None
-    from dcue_cli.io.tsv import read_id_map
+    from dcue_cli.io.idmap import read_id_map
     from dcue_cli.recommend.queries import titles_from_id_map
 
     return titles_from_id_map(read_id_map(id_map))
