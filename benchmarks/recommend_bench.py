@@ -12,7 +12,8 @@ each with --played plays (power-law popularity) that are excluded. Top --k (100)
   - with --ann (faiss installed): an IVF-Flat inner-product index, recall@k against the exact
     top-k and its speed-up (build time apart).
 Peak memory: the process's peak RSS after each stage (after each one's warm-up, in the order
-printed, dcue first, so its figure is its own; the item matrix alone is items x dim x 4 bytes), and torch's peak on a GPU.
+printed, dcue first, so its figure is its own; the item matrix alone is items x dim x 4
+bytes), and torch's peak on a GPU.
 
     python benchmarks/recommend_bench.py                      # 5,000 users x 380,000 songs
     python benchmarks/recommend_bench.py --sample 1000 --ann  # faiss: pip install faiss-cpu

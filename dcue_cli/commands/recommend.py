@@ -16,20 +16,24 @@ from dcue_cli.options import device_option, plays_input_options
 @click.option("--items", "items", metavar="SPLIT|FILE",
               help="Rank only these items: train, valid or test (a split of --splits), or a file of item ids, "
                    "one a line (e.g. this week's new songs). Default: every item of EMBEDDINGS.")
-@click.option("--splits", type=click.Path(exists=True, dir_okay=False), help="The song splits, for --items SPLIT.")
+@click.option("--splits", type=click.Path(exists=True, dir_okay=False),
+              help="The song splits, for --items SPLIT.")
 @click.option("--plays", type=click.Path(dir_okay=False, allow_dash=True),
               help="Plays of users the model does not know: they are folded in from the items they played, "
                    "without retraining.")
 @click.option("--fold-in", "fold_method", type=click.Choice(["als", "mean", "logistic"]), default=None,
               help="How new users get a vector: als (dot files: the WMF user step), mean or logistic (cosine "
                    "files) [default: als for dot, logistic for cosine].")
-@click.option("--alpha", type=float, default=None, help="Fold-in als: confidence weight (default: the file's, else 40).")
+@click.option("--alpha", type=float, default=None,
+              help="Fold-in als: confidence weight (default: the file's, else 40).")
 @click.option("--regularization", type=float, default=None,
               help="Fold-in als: L2 weight (default: the file's, else 0.01).")
 @click.option("--confidence", "confidence_kind", type=click.Choice(["linear", "log"]), default=None,
               help="Fold-in als: confidence form (default: the file's, else linear).")
-@click.option("--epsilon", type=float, default=None, help="Fold-in als, log confidence: epsilon (default: the file's, else 1).")
-@click.option("--skip-unknown", is_flag=True, help="Leave out (and count) users neither in the file nor in --plays.")
+@click.option("--epsilon", type=float, default=None,
+              help="Fold-in als, log confidence: epsilon (default: the file's, else 1).")
+@click.option("--skip-unknown", is_flag=True,
+              help="Leave out (and count) users neither in the file nor in --plays.")
 @click.option("--id-map", type=click.Path(exists=True, dir_okay=False),
               help="MSD unique_tracks.txt, to print artist and title beside each item.")
 @click.option("-o", "--output", default="-", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
@@ -45,8 +49,8 @@ def cli(embeddings, users, k, exclude_played, items, splits, plays, fold_method,
     Scores are the file's similarity (cosine for `dcue embed`, dot for `dcue wmf`), exact, in
     chunks of users (bounded memory), on the GPU when present. Users the model does not know
     are folded in from their --plays (dot: the WMF ALS user step; cosine: a logistic fit of
-    the played items against the others, or their mean direction). New songs (the cold-start use): embed their audio with an existing model
-    and rank only them with --items.
+    the played items against the others, or their mean direction). New songs (the cold-start
+    use): embed their audio with an existing model and rank only them with --items.
 
     \b
     Example:

@@ -3,8 +3,9 @@
 Scores are the file's similarity: dot, or cosine (both sides L2-normalised first). A chunk of
 users is scored by one matrix product per block of items (numpy's BLAS on the CPU, torch on a
 GPU), excluded pairs set to -inf, then torch.topk per block and over the blocks' best. The
-order is deterministic and the same on every device: by score, best first, ties by item position; a row whose k-th score is tied with an item left outside the
-top k is ranked again exactly (rare with real vectors). Vectors are checked once, before any
+order is deterministic and the same on every device: by score, best first, ties by item
+position; a row whose k-th score is tied with an item left outside the top k is ranked again
+exactly (rare with real vectors). Vectors are checked once, before any
 row is written, so a bad vector stops the run before its output starts.
 """
 
