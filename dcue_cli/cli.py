@@ -19,6 +19,7 @@ COMMANDS = {
     "train": "train",
     "embed": "embed",
     "score": "score",
+    "recommend": "recommend",
     "autotag": "autotag",
 }
 
