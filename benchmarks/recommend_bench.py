@@ -56,7 +56,12 @@ def make(args):
 
 
 def run_dcue(users, items, played, k, device):
-    from dcue_cli.recommend.topk import catalogue, chunk_users, exclusion_columns, iter_topk
+    from dcue_cli.recommend.topk import (
+        catalogue,
+        chunk_users,
+        exclusion_columns,
+        iter_topk,
+    )
     from dcue_cli.runtime import torch_device
 
     cat = catalogue(items, False, None, torch_device(device))

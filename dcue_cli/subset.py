@@ -177,10 +177,10 @@ def run_subset(plays_path, out_dir, *, fractions=(0.7, 0.1, 0.2), seed: int = 0,
                skip_bad: bool = False) -> SubsetRun:
     """`dcue subset`: read PLAYS, keep the paper's subset, split its songs, write OUT (checked first)."""
     from dcue_cli.io.atomic import check_output_path, make_folder
+    from dcue_cli.io.idmap import read_id_map
     from dcue_cli.io.plays import read_plays, write_plays
     from dcue_cli.io.song_sets import read_song_exclusions, read_song_set
     from dcue_cli.io.splits import write_splits
-    from dcue_cli.io.idmap import read_id_map
     from dcue_cli.random_split import split_ids
 
     start = time.perf_counter()

@@ -34,8 +34,8 @@ def test_item_vector_is_the_mean_over_non_overlapping_crops(toy, model, tmp_path
     import h5py
     import torch
 
-    from dcue_cli.io.embeddings import read_embeddings
     from dcue_cli.io.checkpoints import load_checkpoint, model_from_checkpoint
+    from dcue_cli.io.embeddings import read_embeddings
 
     out = tmp_path / "dcue.h5"
     invoke(["embed", model, toy / "mels.h5", "-o", out, "--batch-crops", "7"])  # batches cut across items

@@ -8,7 +8,13 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcue_cli.evaluate.metrics import auc_per_user, evaluate, mean_auc, metric_names, per_user_metrics
+from dcue_cli.evaluate.metrics import (
+    auc_per_user,
+    evaluate,
+    mean_auc,
+    metric_names,
+    per_user_metrics,
+)
 from dcue_cli.evaluate.stats import bootstrap_means, percentile_interval, wilcoxon_p
 
 

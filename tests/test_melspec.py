@@ -9,12 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from audio_files import SR, assert_float16_close, librosa_logmel, make_folder, make_wav, read_items, tone
+from audio_files import (
+    SR,
+    assert_float16_close,
+    librosa_logmel,
+    make_folder,
+    make_wav,
+    read_items,
+    tone,
+)
 from conftest import invoke, shared_data
 
 from dcue_cli.audio.logmel import FeatureConfig
 from dcue_cli.io.mels import MelsFile
-
 
 # --- the command on real and synthetic audio ----------------------------------------------------
 

@@ -12,7 +12,6 @@ from conftest import error_line, invoke
 
 from dcue_cli.io.mels import MelsFile
 
-
 EXACT_REASONS = {
     **{f"zero_{ext}.{ext}": "empty file (0 bytes)" for ext in ("mp3", "wav", "flac", "ogg", "aiff", "opus")},
     **{f"text_{ext}.{ext}": "cannot decode: Format not recognised" for ext in ("wav", "flac", "ogg", "aiff", "opus")},

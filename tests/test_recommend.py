@@ -61,8 +61,8 @@ def test_wmf_fold_in_is_implicits_recalculate_user():
     import scipy.sparse as sp
     from implicit.cpu.als import AlternatingLeastSquares
 
-    from dcue_cli.wmf import WmfConfig, confidence, fit_wmf
     from dcue_cli.recommend.foldin import als_fold_in
+    from dcue_cli.wmf import WmfConfig, confidence, fit_wmf
 
     counts = sp.random(50, 40, density=0.2, random_state=1, format="csr")
     counts.data = np.ceil(counts.data * 5)

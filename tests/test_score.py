@@ -260,9 +260,9 @@ def test_plot_draws_the_auc_distributions_and_roc_curves(cold):
 def test_mean_roc_area_is_the_mean_per_user_auc():
     import scipy.sparse as sp
 
-    from dcue_cli.evaluate.protocols import Model, Task
     from dcue_cli.evaluate.metrics import auc_per_user
     from dcue_cli.evaluate.plots import mean_roc
+    from dcue_cli.evaluate.protocols import Model, Task
 
     rng = np.random.default_rng(0)
     n_users, n_items = 60, 37
@@ -310,10 +310,10 @@ def test_plot_errors(cold):
 
 
 def test_mean_roc_leaves_out_each_users_training_items(warm):
+    from dcue_cli.evaluate.plots import mean_roc
     from dcue_cli.evaluate.protocols import align, warm_task
     from dcue_cli.io.embeddings import read_embeddings
     from dcue_cli.io.plays import read_plays
-    from dcue_cli.evaluate.plots import mean_roc
 
     tmp_path, train, test, model = warm
     task = warm_task(read_plays(train, show_progress=False), read_plays(test, show_progress=False))

@@ -7,14 +7,20 @@ import numpy as np
 import pytest
 from conftest import invoke
 
-from dcue_cli.io.embeddings import read_embeddings
-from dcue_cli.io.plays import read_plays
-from dcue_cli.io.idmap import read_id_map
-from dcue_cli.io.tags import read_tags
 from dcue_cli.evaluate.metrics import auc_per_user
+from dcue_cli.io.embeddings import read_embeddings
+from dcue_cli.io.idmap import read_id_map
+from dcue_cli.io.plays import read_plays
+from dcue_cli.io.tags import read_tags
 from dcue_cli.synth.render import render_song
 from dcue_cli.synth.tags import TAG_VOCABULARY, sample_tags
-from dcue_cli.synth.world import STYLE_DIMS, SynthConfig, make_world, sample_plays, style_logits
+from dcue_cli.synth.world import (
+    STYLE_DIMS,
+    SynthConfig,
+    make_world,
+    sample_plays,
+    style_logits,
+)
 
 TINY = ["--songs", 30, "--users", 60, "--seconds", 3]
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import assert_absent, fails, invoke, shared_data
 
-from dcue_cli.wmf import WmfConfig, confidence, fit_wmf
-from dcue_cli.runtime import implicit_device as choose_device
 from dcue_cli.io.embeddings import read_embeddings
+from dcue_cli.runtime import implicit_device as choose_device
+from dcue_cli.wmf import WmfConfig, confidence, fit_wmf
 
 
 def _block_plays(path, users=40, items=30, seed=0):

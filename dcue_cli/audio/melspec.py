@@ -142,7 +142,9 @@ class _Run:
             bar.close()
 
     def _loop(self, writer, interrupts, bar):
-        from dcue_cli.audio import extract  # extract.extract_many looked up at call time (tests replace it)
+        from dcue_cli.audio import (
+            extract,  # extract.extract_many looked up at call time (tests replace it)
+        )
 
         report, paths = self.report, self.inputs.paths
         outcomes = extract.extract_many([paths[i] for i in self.todo], self.config, jobs=self.jobs,

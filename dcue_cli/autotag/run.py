@@ -9,7 +9,6 @@ predictions, and return a report the command prints.
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-
 from dcue_cli import log
 from dcue_cli.autotag.dataset import (
     DEFAULT_FRACTIONS,

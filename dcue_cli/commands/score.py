@@ -151,7 +151,11 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
 def _query(embeddings, user, item, k, exclude_played, id_map, items_split, splits, read_opts, conflicting):
     from dcue_cli.errors import DcueError
     from dcue_cli.io.embeddings import read_embeddings
-    from dcue_cli.recommend.queries import recommend_user, similar_items, titles_from_id_map
+    from dcue_cli.recommend.queries import (
+        recommend_user,
+        similar_items,
+        titles_from_id_map,
+    )
 
     if user is not None and item is not None:
         raise click.UsageError("give --user or --item, not both.")

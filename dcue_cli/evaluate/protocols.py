@@ -230,14 +230,11 @@ def align(emb, task: Task) -> Model:
 
 def _check_finite(path, users, user_ids, user_word, items, item_ids, item_word) -> None:
     """Refuse vectors that give no score: NaN or infinity, or so large that a score overflows."""
-    from dcue_cli.io.embeddings import refuse_non_finite
+    from dcue_cli.io.embeddings import refuse_non_finite, refuse_overflow
 
     for vectors, ids, word in ((items, item_ids, item_word), (users, user_ids, user_word)):
         refuse_non_finite(path, vectors, ids, word)
-    largest = max(float(np.abs(users).max(initial=0)), float(np.abs(items).max(initial=0)))
-    if users.shape[1] * largest * largest > 1e37:  # a bound on any score and on any squared norm
-        raise DcueError(f"{path}: vector values as large as {largest:.1e} make the scores overflow float32: "
-                        "write the file again (a diverged run gives such vectors).")
+    refuse_overflow(path, users, items)
 
 
 def name_models(models: Sequence[Model]) -> None:

@@ -142,3 +142,12 @@ def refuse_non_finite(path, vectors: np.ndarray, ids, word: str = "item") -> Non
         raise DcueError(f"{path}: {int(bad.sum()):,} {word} vectors hold NaN or infinity (e.g. {word} "
                         f"{str(ids[np.flatnonzero(bad)[0]])!r}): write the file again (a diverged run "
                         "gives such vectors).")
+
+
+def refuse_overflow(path, users: np.ndarray, items: np.ndarray) -> None:
+    """A one-line error when vectors are so large that a score could overflow float32 (a bound on
+    any dot product and any squared norm, by Cauchy-Schwarz)."""
+    largest = max(float(np.abs(users).max(initial=0)), float(np.abs(items).max(initial=0)))
+    if users.shape[1] * largest * largest > 1e37:
+        raise DcueError(f"{path}: vector values as large as {largest:.1e} make the scores overflow float32: "
+                        "write the file again (a diverged run gives such vectors).")

@@ -18,8 +18,7 @@ import numpy as np
 
 from dcue_cli import log
 from dcue_cli.errors import DcueError
-from dcue_cli.io.text import shorten
-from dcue_cli.io.text import display_name, open_binary
+from dcue_cli.io.text import display_name, open_binary, shorten
 
 PLAYS_FIX = " (expected user_id<TAB>item_id<TAB>count; use --columns to pick fields, --skip-bad to skip bad lines)"
 

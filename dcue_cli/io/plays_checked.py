@@ -10,8 +10,7 @@ from dcue_cli import log
 from dcue_cli.errors import DcueError
 from dcue_cli.io.plays import PLAYS_FIX, Plays
 from dcue_cli.io.rows import iter_rows
-from dcue_cli.io.text import shorten
-from dcue_cli.io.text import display_name
+from dcue_cli.io.text import display_name, shorten
 
 
 def _line_problem(fields, columns) -> tuple:

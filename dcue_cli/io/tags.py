@@ -10,8 +10,8 @@
 from collections.abc import Iterable
 
 from dcue_cli.errors import DcueError
-from dcue_cli.io.text import display_name, open_text
 from dcue_cli.io.rows import is_number, iter_rows
+from dcue_cli.io.text import display_name, open_text
 
 
 def read_tags(path, *, min_weight: float = 0.0):

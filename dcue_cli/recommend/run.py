@@ -10,10 +10,9 @@ import numpy as np
 
 from dcue_cli import log
 from dcue_cli.errors import DcueError
+from dcue_cli.io.embeddings import refuse_non_finite, refuse_overflow
 from dcue_cli.recommend.topk import (
     catalogue,
-    check_finite,
-    check_no_overflow,
     chunk_users,
     exclusion_columns,
     iter_topk,
@@ -154,9 +153,9 @@ def run_recommend(embeddings, out, *, users=None, k=10, exclude_played=None, ite
     kept, vectors, counts = user_vectors(emb, names, fold_plays, skip_unknown=skip_unknown,
                                          fold_method=fold_method, wmf_options=wmf_options or {})
     rows, what = candidate_rows(emb, items, splits)
-    check_finite(emb.path, emb.item_vectors[rows], emb.item_ids[rows], "item")
-    check_finite(emb.path, vectors, np.array(kept, object), "user")
-    check_no_overflow(emb.path, vectors, emb.item_vectors[rows])
+    refuse_non_finite(emb.path, emb.item_vectors[rows], emb.item_ids[rows], "item")
+    refuse_non_finite(emb.path, vectors, np.array(kept, object), "user")
+    refuse_overflow(emb.path, vectors, emb.item_vectors[rows])
     played = None
     if exclude_played:
         lists = item_lists(_read(exclude_played, read_opts, cache), kept, emb.item_index())

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dcue_cli.errors import DcueError
-
 # A chunk of users is scored against blocks of items whose scores (float32, plus torch.topk's
 # temporaries, ~3x) stay within this many bytes: large user chunks keep the matrix product
 # efficient, item blocks keep the memory bounded whatever the catalogue size.
@@ -43,23 +41,6 @@ def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     part = np.union1d(part, np.flatnonzero(scores == kth))
     order = np.lexsort((part, -scores[part]))
     return part[order][:k]
-
-
-def check_finite(path, vectors: np.ndarray, ids, word: str) -> None:
-    """Refuse NaN or infinite vectors, naming the first."""
-    bad = ~np.isfinite(vectors).all(axis=1)
-    if bad.any():
-        raise DcueError(f"{path}: {int(bad.sum()):,} {word} vectors hold NaN or infinity (e.g. {word} "
-                        f"{str(ids[np.flatnonzero(bad)[0]])!r}): write the file again (a diverged run "
-                        "gives such vectors).")
-
-
-def check_no_overflow(path, users: np.ndarray, items: np.ndarray) -> None:
-    """Refuse vectors so large that a dot product could overflow float32 (Cauchy-Schwarz bound)."""
-    largest = max(float(np.abs(users).max(initial=0)), float(np.abs(items).max(initial=0)))
-    if users.shape[1] * largest * largest > 1e37:
-        raise DcueError(f"{path}: vector values as large as {largest:.1e} make the scores overflow float32: "
-                        "write the file again (a diverged run gives such vectors).")
 
 
 @dataclass
