@@ -188,7 +188,52 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def hostile_audio(tmp_path_factory):
     """A folder of every kind of audio file a crawl turns up, good and bad (tests/audio_files.py):
-    test_melspec's hostile-input cases and test_adversarial's HDF5 and output cases use it."""
+    the hostile-audio cases of test_melspec_hostile and the HDF5 and output cases of test_io_hdf5
+    and test_io_atomic use it."""
     from audio_files import write_hostile_audio
 
     return write_hostile_audio(tmp_path_factory.mktemp("audio"))
+
+
+def _permissions_are_ignored() -> bool:
+    """True for root (or anyone with CAP_DAC_OVERRIDE): a read-only folder does not stop it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o555)
+        try:
+            open(os.path.join(folder, "probe"), "w").close()
+            return True
+        except PermissionError:
+            return False
+        finally:
+            os.chmod(folder, 0o755)
+
+
+PERMISSIONS_IGNORED = _permissions_are_ignored()
+# a tagger small enough for a CPU test
+TAGGER = ["--epochs", 1, "--hidden", 8, "--device", "cpu"]
+
+
+def cold(world):
+    """The cold-start protocol's options over the `world` fixture's plays and splits."""
+    return ["--plays", world / "plays.tsv", "--splits", world / "splits.tsv", "--bootstrap", 100]
+
+
+def invoke_any(args, input=None):
+    """Run `dcue ARGS` whatever its exit code; still no traceback may escape."""
+    from dcue_cli.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=True)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def three_mels(hostile_audio):
+    """A good mels file of three items, for the cases that damage or misuse one."""
+    out = hostile_audio / "three.h5"
+    a = hostile_audio / "audio"
+    invoke(["melspec", a / "ch1.wav", a / "ch2.wav", a / "sr8000.wav", "-o", out, "-j", "0"])
+    return out

@@ -204,7 +204,6 @@ def test_skip_bad_keeps_exactly_the_good_lines(tmp_path, lines):
 
 
 # ----------------------------------------------------------------------------- hostile plays files, through the commands
-# (moved from test_adversarial.py)
 
 CLEAN = "u1\ti1\t3\nu1\ti2\t1\nu2\ti1\t2\nu2\ti3\t5\n"
 

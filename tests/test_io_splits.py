@@ -2,7 +2,7 @@
 command that reads one (wmf, score, autotag)."""
 
 import pytest
-from conftest import assert_absent, fails, invoke, tsv_ids
+from conftest import TAGGER, assert_absent, cold, fails, invoke, tsv_ids
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,11 +11,8 @@ from dcue_cli.io.splits import read_splits, write_splits
 
 # Each example writes a file under tmp_path: the function-scoped fixture is shared on purpose.
 FILES = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-TAGGER = ["--epochs", 1, "--hidden", 8, "--device", "cpu"]
 
 
-def cold(world):
-    return ["--plays", world / "plays.tsv", "--splits", world / "splits.tsv", "--bootstrap", 100]
 
 
 def test_splits_reader(tmp_path):
@@ -38,7 +35,6 @@ def test_splits_written_then_read_are_the_same(tmp_path, splits):
 
 
 # ----------------------------------------------------------------------------- hostile splits files, through the commands
-# (moved from test_adversarial.py)
 
 GOOD_SPLITS = "".join(f"s{i:02d}\t{'train' if i < 20 else 'valid' if i < 24 else 'test'}\n" for i in range(30))
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import error_line, invoke
+from conftest import TAGGER, error_line, invoke
 
 from dcue_cli.errors import DcueError
 from dcue_cli.io.embeddings import Embeddings, write_embeddings
@@ -75,7 +75,6 @@ def test_id_map_writer_round_trips_through_the_readers(tmp_path):
 
 # ----------------------------------------------------------------------------- hostile files, through the commands
 
-TAGGER = ["--epochs", 1, "--hidden", 8, "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")

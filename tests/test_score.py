@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import invoke
+from conftest import fails, invoke
 
 from dcue_cli.io.embeddings import Embeddings, write_embeddings
 
@@ -323,3 +323,25 @@ def test_mean_roc_leaves_out_each_users_training_items(warm):
     pytest.importorskip("matplotlib")
     invoke(["score", model, "--train-plays", train, "--test-plays", test, "--plot", tmp_path / "warm.png"])
     assert (tmp_path / "warm.png").stat().st_size > 0
+
+
+# ---- unknown ids (moved from the hostile-input suite)
+
+
+def test_unknown_user_and_item_ids(world, tmp_path):
+    fails(["score", world / "emb.h5", "--user", "nobody"],
+          f"user 'nobody' is not in {world / 'emb.h5'} (40 users, e.g. 'u00', 'u01', 'u02'): check the id.")
+    fails(["score", world / "emb.h5", "--item", "nothing"],
+          f"item 'nothing' is not in {world / 'emb.h5'} (30 items, e.g. 's00', 's01', 's02'): check the id.")
+    (tmp_path / "plays.tsv").write_text("someone\ts01\t1\n")
+    result = invoke(["score", world / "emb.h5", "--user", "u01", "--exclude-played", tmp_path / "plays.tsv"])
+    assert f"Warning: user 'u01' has no play in {tmp_path / 'plays.tsv'}: nothing excluded" in result.stderr
+    # plays of users and songs the embeddings never saw: counted, and ranked last or dropped
+    extra = (world / "plays.tsv").read_text() + "stranger\ts25\t3\nstranger\ts26\t1\nu01\tnew_song\t2\n"
+    (tmp_path / "more.tsv").write_text(extra)
+    (tmp_path / "splits.tsv").write_text((world / "splits.tsv").read_text() + "new_song\ttest\n")
+    result = invoke(["score", world / "emb.h5", "--plays", tmp_path / "more.tsv", "--splits", tmp_path / "splits.tsv",
+                     "--bootstrap", 100])
+    assert (f"Warning: {world / 'emb.h5'} has no vector for 1 of the 7 songs to rank and 1 of the 34 users: such items "
+            "rank below every other item (tied) and such users rank every item as a tie; --missing drop evaluates "
+            "only what every file has instead") in result.stderr

@@ -1,0 +1,63 @@
+"""Outputs that cannot be written (under a file, in a read-only folder, a folder), through every command
+that writes one: a one-line error before any work, nothing left under the real name."""
+
+import os
+
+import pytest
+from conftest import PERMISSIONS_IGNORED as ROOT
+from conftest import TAGGER, cold, error_line, invoke, invoke_any
+
+EMB_HINT = "was it written by `dcue embed` or `dcue wmf`?"
+
+
+
+
+OUTPUT_CASES = ["synth", "subset", "wmf", "melspec", "melspec --merge", "score --per-user", "autotag --predict"]
+
+
+def _output_args(command, world, three_mels, hostile_audio, target):
+    return {
+        "synth": ["synth", target, "--songs", 2, "--users", 2, "--seconds", 1, "-j", 1],
+        "subset": ["subset", world / "plays.tsv", "-o", target],
+        "wmf": ["wmf", world / "plays.tsv", "-o", target, "--factors", 2, "--iterations", 1],
+        "melspec": ["melspec", hostile_audio / "audio" / "ch1.wav", "-o", target, "-j", "0"],
+        "melspec --merge": ["melspec", "--merge", three_mels, "-o", target],
+        "score --per-user": ["score", world / "emb.h5", *cold(world), "--per-user", target],
+        "autotag --predict": ["autotag", world / "emb.h5", world / "tags.tsv", *TAGGER, "--predict", target],
+    }[command]
+
+
+@pytest.mark.parametrize("command", OUTPUT_CASES)
+def test_an_output_under_a_file_is_a_one_line_error(world, three_mels, hostile_audio, tmp_path, command):
+    (tmp_path / "a_file").write_text("in the way")
+    target = tmp_path / "a_file" / "out"
+    result = invoke(_output_args(command, world, three_mels, hostile_audio, target), expect=1)
+    text = error_line(result)
+    assert text in ((f"cannot create the folder {target if command in ('synth', 'subset') else target.parent} "
+                    "(a file is in the way): give another path."),) or (
+        text.startswith(f"cannot write {target}") and f"{tmp_path / 'a_file'} is a file, not a folder" in text)
+    assert (tmp_path / "a_file").read_text() == "in the way"
+
+
+@pytest.mark.skipif(ROOT, reason="root writes anywhere")
+@pytest.mark.parametrize("command", OUTPUT_CASES)
+def test_an_output_in_a_read_only_folder_is_a_one_line_error(world, three_mels, hostile_audio, tmp_path, command):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o555)
+    try:
+        result = invoke(_output_args(command, world, three_mels, hostile_audio, locked / "out"), expect=1)
+    finally:
+        os.chmod(locked, 0o755)
+    text = error_line(result)
+    assert text.startswith("cannot ") and str(locked) in text, text
+    assert ("no permission to write in" in text or "(Permission denied)" in text) and list(locked.iterdir()) == []
+
+
+def test_an_output_that_is_a_folder_is_refused(world, three_mels, tmp_path):
+    (tmp_path / "dir.h5").mkdir()
+    for args in (["wmf", world / "plays.tsv", "-o", tmp_path / "dir.h5"],
+                 ["melspec", "--merge", three_mels, "-o", tmp_path / "dir.h5", "--overwrite"]):
+        result = invoke_any(args)
+        assert result.exit_code in (1, 2)
+        assert "dir.h5" in result.stderr and (tmp_path / "dir.h5").is_dir()
