@@ -266,7 +266,7 @@ def test_curves_are_drawn_beside_the_log(trained):
     pytest.importorskip("matplotlib")
     from dcue_cli.io.training_log import read_training_log
 
-    out, _result, _ = trained
+    out, _result = trained
     png = out.with_name("model.curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
     rows = read_training_log(out.with_name("model.log.tsv"))
@@ -289,7 +289,7 @@ def test_no_curves_and_no_matplotlib(toy, tmp_path, monkeypatch):
 def test_checkpoint_is_plain_and_complete(trained):
     import torch
 
-    out, _, _ = trained
+    out, _ = trained
     best = torch.load(out, weights_only=True)
     last = torch.load(out.with_name("model.last.pt"), weights_only=True)
     for ckpt in (best, last):

@@ -18,6 +18,7 @@ a binary search in its row gives how many candidates score below it and how many
 """
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -243,65 +244,16 @@ def evaluate(
     among the candidates), 'n_users' (evaluated), 'n_items' (candidates), 'n_positives' and
     'n_candidates' (U,) int64.
     """
-    import scipy.sparse as sp
-
     ks = _check_ks(ks)
-    if similarity not in ("dot", "cosine"):
-        raise ValueError(f"similarity must be 'dot' or 'cosine', not {similarity!r}")
-    users = _as_numpy(user_vectors)
-    items = _as_numpy(item_vectors)
-    if users.ndim != 2 or items.ndim != 2 or users.shape[1] != items.shape[1]:
-        raise ValueError(f"user vectors {users.shape} and item vectors {items.shape} must be (U, d) and (I, d)")
-    n_users, n_items = len(users), len(items)
-    positives = sp.csr_matrix(positives)
-    if positives.shape != (n_users, n_items):
-        raise ValueError(f"positives has shape {positives.shape}, expected ({n_users}, {n_items})")
-    if similarity == "cosine":
-        users, items = unit_rows(users), unit_rows(items)
-
-    cols = _candidate_columns(candidates, n_items)
-    items_c = items[cols]
-    penalty = None
-    if missing_items is not None:
-        missing_c = np.asarray(missing_items, bool)[cols]
-        if missing_c.any():
-            penalty = missing_c
-    pos = _binary(positives[:, cols])
-    if exclude is not None:
-        exc = _binary(sp.csr_matrix(exclude)[:, cols])
-        pos = _binary(pos - pos.multiply(exc))
-        n_cand = len(cols) - np.diff(exc.indptr).astype(np.int64)
-    else:
-        exc = None
-        n_cand = np.full(n_users, len(cols), np.int64)
-    lost_users = np.zeros(n_users, bool) if missing_users is None else np.asarray(missing_users, bool)
-    any_lost = bool(lost_users.any())
-
-    tables = _tables(len(cols), ks)
+    users, items, positives = _checked_inputs(user_vectors, item_vectors, similarity, positives)
+    problem = _RankingProblem.build(users, items, positives, candidates, ks, exclude, missing_items,
+                                    missing_users, chunk_elements)
     names = metric_names(ks) if ks else ["auc"]
-    per_user = {name: np.full(n_users, np.nan) for name in names}
-    step = max(1, int(chunk_elements) // max(1, len(cols)))
-
-    def one_block(start):
-        stop = min(start + step, n_users)
-        block = users[start:stop] @ items_c.T
-        if np.isnan(block).any():
-            raise ValueError("the vectors give NaN scores: check them for NaN or infinite values")
-        if penalty is not None:
-            block[:, penalty] = -np.inf
-        if any_lost:
-            block[lost_users[start:stop]] = 0.0
-        if exc is not None:
-            sub = exc[start:stop]
-            block[np.repeat(np.arange(stop - start), np.diff(sub.indptr)), sub.indices] = np.nan
-        sub = pos[start:stop]
-        rows = np.repeat(np.arange(stop - start), np.diff(sub.indptr))
-        return start, stop, _block_metrics(block, rows, sub.indices.astype(np.int64), n_cand[start:stop], ks, tables)
-
-    starts = range(0, n_users, step)
+    per_user = {name: np.full(len(users), np.nan) for name in names}
+    starts = range(0, len(users), problem.step)
     threads = max(1, min(int(threads or min(8, usable_cores())), len(starts)))
     with _maybe_pool(threads) as pool:
-        results = pool.map(one_block, starts) if pool else map(one_block, starts)
+        results = pool.map(problem.block, starts) if pool else map(problem.block, starts)
         if progress:
             from dcue_cli.log import progress as bar
 
@@ -319,10 +271,86 @@ def evaluate(
         "per_user": per_user,
         "evaluated": evaluated,
         "n_users": int(evaluated.sum()),
-        "n_items": len(cols),
-        "n_positives": np.diff(pos.indptr).astype(np.int64),
-        "n_candidates": n_cand,
+        "n_items": len(problem.cols),
+        "n_positives": np.diff(problem.pos.indptr).astype(np.int64),
+        "n_candidates": problem.n_cand,
     }
+
+
+def _checked_inputs(user_vectors, item_vectors, similarity, positives):
+    """(users, items, positives) as numpy float32 and CSR, unit rows for cosine; shapes checked."""
+    import scipy.sparse as sp
+
+    if similarity not in ("dot", "cosine"):
+        raise ValueError(f"similarity must be 'dot' or 'cosine', not {similarity!r}")
+    users = _as_numpy(user_vectors)
+    items = _as_numpy(item_vectors)
+    if users.ndim != 2 or items.ndim != 2 or users.shape[1] != items.shape[1]:
+        raise ValueError(f"user vectors {users.shape} and item vectors {items.shape} must be (U, d) and (I, d)")
+    positives = sp.csr_matrix(positives)
+    if positives.shape != (len(users), len(items)):
+        raise ValueError(f"positives has shape {positives.shape}, expected ({len(users)}, {len(items)})")
+    if similarity == "cosine":
+        users, items = unit_rows(users), unit_rows(items)
+    return users, items, positives
+
+
+@dataclass
+class _RankingProblem:
+    """What every block of users is scored against: the candidate items and each user's hits."""
+
+    users: np.ndarray
+    items_c: np.ndarray  # the candidates' vectors
+    cols: np.ndarray  # the candidates' columns
+    pos: object  # CSR (U, candidates): the hits
+    exc: object  # CSR (U, candidates) or None: neither hits nor negatives
+    n_cand: np.ndarray  # (U,) candidates per user
+    penalty: np.ndarray | None  # (candidates,) items without a vector: ranked last
+    lost_users: np.ndarray  # (U,) users without a vector: every item ties
+    ks: tuple
+    tables: dict
+    step: int  # users per block
+
+    @classmethod
+    def build(cls, users, items, positives, candidates, ks, exclude, missing_items, missing_users, chunk_elements):
+        import scipy.sparse as sp
+
+        n_users = len(users)
+        cols = _candidate_columns(candidates, len(items))
+        penalty = None
+        if missing_items is not None:
+            missing_c = np.asarray(missing_items, bool)[cols]
+            if missing_c.any():
+                penalty = missing_c
+        pos = _binary(positives[:, cols])
+        if exclude is not None:
+            exc = _binary(sp.csr_matrix(exclude)[:, cols])
+            pos = _binary(pos - pos.multiply(exc))
+            n_cand = len(cols) - np.diff(exc.indptr).astype(np.int64)
+        else:
+            exc = None
+            n_cand = np.full(n_users, len(cols), np.int64)
+        lost = np.zeros(n_users, bool) if missing_users is None else np.asarray(missing_users, bool)
+        return cls(users, items[cols], cols, pos, exc, n_cand, penalty, lost, ks, _tables(len(cols), ks),
+                   max(1, int(chunk_elements) // max(1, len(cols))))
+
+    def block(self, start):
+        """(start, stop, metrics of users start..stop)."""
+        stop = min(start + self.step, len(self.users))
+        block = self.users[start:stop] @ self.items_c.T
+        if np.isnan(block).any():
+            raise ValueError("the vectors give NaN scores: check them for NaN or infinite values")
+        if self.penalty is not None:
+            block[:, self.penalty] = -np.inf
+        if self.lost_users.any():
+            block[self.lost_users[start:stop]] = 0.0
+        if self.exc is not None:
+            sub = self.exc[start:stop]
+            block[np.repeat(np.arange(stop - start), np.diff(sub.indptr)), sub.indices] = np.nan
+        sub = self.pos[start:stop]
+        rows = np.repeat(np.arange(stop - start), np.diff(sub.indptr))
+        return start, stop, _block_metrics(block, rows, sub.indices.astype(np.int64), self.n_cand[start:stop],
+                                           self.ks, self.tables)
 
 
 class _maybe_pool:

@@ -57,19 +57,7 @@ def load_training_data(mel_ids, lengths, plays, splits: dict, *, mels_name="mels
     known = item_mel >= 0
     has_frames[known] = lengths[item_mel[known]] > 0
 
-    stats = {}
-    no_split = item_split < 0
-    if no_split.all():
-        raise DcueError(f"no item of {plays_name} appears in {splits_name}: are they from the same "
-                        "`dcue subset` run?")
-    if no_split.any():
-        stats["items_without_split"] = int(no_split.sum())
-    in_split_not_mels = (~no_split) & (~known)
-    if in_split_not_mels.any():
-        stats["items_without_mels"] = int(in_split_not_mels.sum())
-    empty = known & ~has_frames
-    if empty.any():
-        stats["items_without_frames"] = int(empty.sum())
+    stats = _dropped(item_split, known, has_frames, plays_name, splits_name)
 
     # training and validation songs: from the splits, present in the mels with frames
     split_codes = np.array([code_of.get(splits.get(m), -1) for m in mel_ids], dtype=np.int8)
@@ -113,3 +101,21 @@ def load_training_data(mel_ids, lengths, plays, splits: dict, *, mels_name="mels
         valid_users=row_user[row_valid], valid_pair_items=valid_pos[row_mel[row_valid]],
         stats=stats,
     )
+
+
+def _dropped(item_split, known, has_frames, plays_name, splits_name) -> dict:
+    """What the join leaves out, counted (items without a split, without mels, without frames)."""
+    stats = {}
+    no_split = item_split < 0
+    if no_split.all():
+        raise DcueError(f"no item of {plays_name} appears in {splits_name}: are they from the same "
+                        "`dcue subset` run?")
+    if no_split.any():
+        stats["items_without_split"] = int(no_split.sum())
+    in_split_not_mels = (~no_split) & (~known)
+    if in_split_not_mels.any():
+        stats["items_without_mels"] = int(in_split_not_mels.sum())
+    empty = known & ~has_frames
+    if empty.any():
+        stats["items_without_frames"] = int(empty.sum())
+    return stats

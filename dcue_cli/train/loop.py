@@ -52,11 +52,8 @@ class Trainer:
 
     def __init__(self, mels_path, plays, splits: dict, output, cfg: TrainConfig, model_overrides: dict,
                  *, device="auto", target=None, resume=False, explicit=(), input_names=None):
-        import torch
-
+        from dcue_cli.crops import Normaliser
         from dcue_cli.io.mels import MelsFile
-        from dcue_cli.model import DCUE, count_parameters
-        from dcue_cli.train.data import load_training_data
 
         self._outputs(output)
         self.dist = init_distributed(device)
@@ -79,33 +76,15 @@ class Trainer:
                 raise DcueError("--objective regress needs --target wmf.h5 (write it with "
                                 "`dcue wmf PLAYS --splits SPLITS --fit-on train -o wmf.h5`).")
             target_vectors = target.user_vectors
-        user_ids = ckpt["user_ids"] if ckpt is not None else (
-            np.asarray(target.user_ids, dtype=object) if cfg.objective == "regress" else None)
-        self.data = load_training_data(self.reader.ids, self.reader.lengths, plays, splits,
-                                       mels_name=mels_name, plays_name=names.get("plays", "plays"),
-                                       splits_name=names.get("splits", "splits"), user_ids=user_ids)
-        if ckpt is not None and ckpt.get("data") != self.data.fingerprint():
-            raise DcueError(f"--resume: the inputs differ from those {self.last} was trained on "
-                            f"({ckpt.get('data')} then, {self.data.fingerprint()} now): give the same files, "
-                            "or start afresh without --resume.")
-        if self.master:
-            setup.report_data(self.data, mels_name, names)
+        self.data = self._join(plays, splits, ckpt, target, names, mels_name)
 
         mean, std = setup.normalisation(self.reader, self.data, ckpt, cfg, mels_name, self.master)
-        from dcue_cli.crops import Normaliser
-
         self.normaliser = Normaliser(mean, std, device=self.device)
         self.feature_config = self.reader.model_features()
         self.feature_config["n_mels"] = self.reader.n_mels
         self.model_cfg = setup.model_config(ckpt, self.last, cfg, model_overrides, explicit, target,
                                             self.data.n_users, self.reader.n_mels, self.master)
-        torch.manual_seed(cfg.seed)
-        self.model = DCUE(self.model_cfg).to(self.device)
-        if self.master:
-            log.info("model: %s parameters (audio %s, user %s); device %s",
-                     f"{count_parameters(self.model):,}", f"{count_parameters(self.model.audio):,}",
-                     f"{count_parameters(self.model.user) if self.model.user is not None else 0:,}",
-                     self.device)
+        self._build_model()
 
         self._build_batches(mean, std, target, names, mels_name)
         self.autocast = autocast_factory(self.device, cfg.amp)
@@ -127,6 +106,36 @@ class Trainer:
             self._take_lock()
 
     # -- building --
+
+    def _join(self, plays, splits, ckpt, target, names, mels_name):
+        """The training data; a resumed run's users (or the regression target's) fix the numbering."""
+        from dcue_cli.train.data import load_training_data
+
+        user_ids = ckpt["user_ids"] if ckpt is not None else (
+            np.asarray(target.user_ids, dtype=object) if self.cfg.objective == "regress" else None)
+        data = load_training_data(self.reader.ids, self.reader.lengths, plays, splits,
+                                  mels_name=mels_name, plays_name=names.get("plays", "plays"),
+                                  splits_name=names.get("splits", "splits"), user_ids=user_ids)
+        if ckpt is not None and ckpt.get("data") != data.fingerprint():
+            raise DcueError(f"--resume: the inputs differ from those {self.last} was trained on "
+                            f"({ckpt.get('data')} then, {data.fingerprint()} now): give the same files, "
+                            "or start afresh without --resume.")
+        if self.master:
+            setup.report_data(data, mels_name, names)
+        return data
+
+    def _build_model(self):
+        import torch
+
+        from dcue_cli.model import DCUE, count_parameters
+
+        torch.manual_seed(self.cfg.seed)
+        self.model = DCUE(self.model_cfg).to(self.device)
+        if self.master:
+            log.info("model: %s parameters (audio %s, user %s); device %s",
+                     f"{count_parameters(self.model):,}", f"{count_parameters(self.model.audio):,}",
+                     f"{count_parameters(self.model.user) if self.model.user is not None else 0:,}",
+                     self.device)
 
     def _outputs(self, output):
         self.output = Path(output)
