@@ -1,4 +1,4 @@
-"""The embeddings HDF5 contract (plays: test_io_plays.py, splits: test_io_splits.py, tags and id maps:
+"""The embeddings HDF5 contract: written and read back, checked on read (other formats: test_io_<format>.py)."""
 test_io_tags.py, mels: test_io_mels.py)."""
 
 import numpy as np
