@@ -1,5 +1,4 @@
 """The embeddings HDF5 contract: written and read back, checked on read (other formats: test_io_<format>.py)."""
-test_io_tags.py, mels: test_io_mels.py)."""
 
 import numpy as np
 import pytest
