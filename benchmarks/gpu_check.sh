@@ -43,7 +43,7 @@ $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cu
       torch.cuda.get_device_name() if torch.cuda.is_available() else 'NO CUDA DEVICE')"
 
 step "CUDA-only tests" $PY -m pytest -q -p no:cacheprovider tests/test_audio.py tests/test_melspec.py tests/test_embed.py \
-  tests/test_autotag.py tests/test_train.py -k "cuda or gpu"
+  tests/test_autotag.py tests/test_train.py tests/test_recommend.py -k "cuda or gpu"
 
 bench=($PY benchmarks/train_bench.py --workdir "$WORKDIR" --items "$ITEMS" --device "$DEVICE" --steps "$STEPS")
 step "train fp32, batch 256" "${bench[@]}" --batch-size 256
@@ -60,6 +60,9 @@ if [ -e "$model" ] && [ -n "$mels" ]; then
   step "embed on $DEVICE (every item of the MSD-shaped mels)" $PY -m dcue_cli embed "$model" "$mels" \
     -o "$WORKDIR/emb-$DEVICE.h5" --device "$DEVICE"
 fi
+
+step "recommend on $DEVICE: 1M users x 380k songs, 256-d, top-100 (20,000 users ranked, extrapolated)" \
+  $PY benchmarks/recommend_bench.py --sample "${RECOMMEND_SAMPLE:-20000}" --device "$DEVICE"
 
 audio=$WORKDIR/synth
 [ -d "$audio/audio" ] || step "synth MP3s for melspec" $PY -m dcue_cli -q synth "$audio" --songs "$SONGS" --users 50 \
