@@ -34,6 +34,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from reachable_ceiling import played_matrix, users_fitted_to_plays  # noqa: E402 (a script beside this one)
 
 
 def _unit(x):
@@ -67,19 +68,6 @@ def decoded(truth, model, splits, seed=0):
     return (np.array(items, dtype=object), style_hat, style, np.array(users, dtype=object), taste_hat, taste)
 
 
-def users_fitted_to_plays(style, train, played, C=0.3):
-    """Each user's taste fitted by L2 logistic regression of played (1) or not (0) on the
-    training songs' style vectors: (users, dims). `played` is a (users, songs) bool matrix."""
-    from sklearn.linear_model import LogisticRegression
-
-    taste = np.zeros((played.shape[0], style.shape[1]))
-    for u in range(played.shape[0]):
-        y = played[u, train]
-        if 0 < y.sum() < len(y):
-            taste[u] = LogisticRegression(C=C, max_iter=500).fit(style[train], y).coef_[0]
-    return taste
-
-
 def rendered_style(truth, items):
     """synth's style as its audio can tell it: the mode dimension replaced by E[mode | the
     song's major/minor coin], redrawn from the renderer's own per-song stream. None when
@@ -108,17 +96,8 @@ def rendered_style(truth, items):
 
 def hearing_rows(truth, plays, splits, r2_values, seed=0):
     """[(name, item vectors, user vectors)]: noisy true styles x users fitted to their plays."""
-    items = np.array([i for i in truth.item_ids if i in splits], dtype=object)
-    ti, tu = truth.item_index(), truth.user_index()
-    style = truth.item_vectors[[ti[i] for i in items]].astype(np.float64)
-    train = np.array([splits[i] == "train" for i in items])
-    column = {item: k for k, item in enumerate(items)}
-    users = np.array([u for u in plays.user_ids if u in tu], dtype=object)
-    row = {user: k for k, user in enumerate(users)}
-    played = np.zeros((len(users), len(items)), dtype=bool)
-    for u, i in zip(plays.user_ids[plays.users], plays.item_ids[plays.items]):
-        if u in row and i in column:
-            played[row[u], column[i]] = True
+    items, style, split, users, played = played_matrix(truth, plays, splits)
+    train = split == "train"
     rng = np.random.default_rng(seed)
     scale = style.std(0)
     out = []
