@@ -25,7 +25,7 @@ PLAYS_FIX = (" (expected user_id<TAB>item_id<TAB>count; use --columns to pick fi
              "bad lines)")
 ATTRS = ("user_ids", "item_ids", "users", "items", "counts")
 
-ids = tsv_ids()
+ids = tsv_ids().filter(lambda s: "\x00" not in s)  # a NUL is refused: no HDF5 output can hold it
 counts = st.integers(min_value=1, max_value=2**31 - 1)
 rows = st.lists(st.tuples(ids, ids, counts), min_size=1, max_size=30)
 
@@ -206,6 +206,7 @@ def test_skip_bad_keeps_exactly_the_good_lines(tmp_path, lines):
 # ----------------------------------------------------------------------------- hostile plays files, through the commands
 
 CLEAN = "u1\ti1\t3\nu1\ti2\t1\nu2\ti1\t2\nu2\ti3\t5\n"
+NUL = "2: a NUL byte in the user or item id (an HDF5 output cannot hold one): 'u\\x002\\ti2\\t1'"
 
 BAD_PLAYS = {  # name: (bytes, the message after "<file>:")
     "two fields": (b"u1\ti1\t3\nu1\ti2\n", "2: expected 3 tab-separated fields, found 2: 'u1\\ti2'"),
@@ -220,6 +221,8 @@ BAD_PLAYS = {  # name: (bytes, the message after "<file>:")
                    "2: count '99999999999' is not a positive integer: 'u1\\ti2\\t99999999999'"),
     "nan count": (b"u1\ti1\t3\nu1\ti2\tnan\n", "2: count 'nan' is not a positive integer: 'u1\\ti2\\tnan'"),
     "empty id": (b"u1\ti1\t3\n\ti2\t1\n", "2: empty user or item id: '\\ti2\\t1'"),
+    "NUL in a user id (fixed width)": (b"u1\ti1\t3\nu\x002\ti2\t1\n", NUL),
+    "NUL in an item id (varying width)": (b"u1\ti1\t3\nu1\ti\x002x\t1\n", NUL.replace("u\\x002\\ti2", "u1\\ti\\x002x")),
     "utf-16": ("u1\ti1\t3\n".encode("utf-16"), None),
 }
 
@@ -318,3 +321,38 @@ def test_truncated_gzip_is_named_not_aborted(tmp_path):
     fails(["subset", tmp_path / "plays.tsv.gz", "-o", tmp_path / "out"], message.format(p=tmp_path / "plays.tsv.gz"))
     fails(["subset", "-", "-o", tmp_path / "out"], message.format(p="<stdin>"), input=packed[:len(packed) // 2])
     assert_absent(tmp_path / "out" / "plays.tsv")
+
+
+# ----------------------------------------------------------------------------- second round (helper REL-IO)
+
+
+def test_every_fast_reader_hands_a_nul_byte_to_the_checked_reader(tmp_path):
+    """HDF5 strings cannot hold NUL: wmf and embed crashed on one at the very end, after the fit."""
+    path = tmp_path / "p.tsv"
+    path.write_bytes(b"u1\ti1\t3\nu\x002\ti2\t1\n")
+    with pytest.raises(NeedsCheck):
+        plays_fixed.read_fixed_width(path, show_progress=False)
+    with pytest.raises(NeedsCheck):
+        plays_pandas.read_with_pandas(path, (0, 1, 2), False, show_progress=False)
+    with pytest.raises(NeedsCheck):
+        plays_pandas.read_with_pandas(path, (1, 0, 2), False, show_progress=False)
+
+
+@pytest.mark.parametrize("how", ["subset", "subset header", "subset --columns", "wmf", "train"])
+def test_a_nul_byte_in_an_id_is_refused_where_the_plays_are_read(toy, tmp_path, how):
+    path = tmp_path / "plays.tsv"
+    header = b"user\titem\tcount\n" if how == "subset header" else b""
+    path.write_bytes(header + b"U001\tS0001\t3\nU0\x002\tS0002\t1\n")
+    line = 3 if header else 2
+    out = tmp_path / "out"
+    args = {"subset": ["subset", path, "-o", out],
+            "subset header": ["subset", path, "-o", out, "--header", "yes"],
+            "subset --columns": ["subset", path, "-o", out, "--columns", "1,0,2"],
+            "wmf": ["wmf", path, "-o", out / "w.h5", "--factors", 2],
+            "train": ["train", toy / "mels.h5", path, "--splits", toy / "splits.tsv", "-o", out / "m.pt"]}[how]
+    fails(args, f"{path}:{line}: a NUL byte in the user or item id (an HDF5 output cannot hold one): "
+                f"'U0\\x002\\tS0002\\t1'{PLAYS_FIX}")
+    assert not out.exists()
+    result = invoke(["subset", path, "-o", out, "--skip-bad", "--header", "yes" if header else "no"])
+    assert f"{path}: skipped 1 bad line (--skip-bad)" in result.stderr
+    assert (out / "plays.tsv").read_text() == "U001\tS0001\t3\n"

@@ -25,6 +25,8 @@ def _line_problem(fields, columns) -> tuple:
     user, item, text = fields[ucol], fields[icol], fields[ccol].strip()
     if not user or not item:
         return "empty user or item id", None, None, None
+    if "\x00" in user or "\x00" in item:
+        return "a NUL byte in the user or item id (an HDF5 output cannot hold one)", None, None, None
     try:
         value = float(text)
         ok = value >= 1 and value == int(value) and value < 2**31
