@@ -356,3 +356,63 @@ def test_a_nul_byte_in_an_id_is_refused_where_the_plays_are_read(toy, tmp_path, 
     result = invoke(["subset", path, "-o", out, "--skip-bad", "--header", "yes" if header else "no"])
     assert f"{path}: skipped 1 bad line (--skip-bad)" in result.stderr
     assert (out / "plays.tsv").read_text() == "U001\tS0001\t3\n"
+
+
+def _feed_fifo(path, data: bytes):
+    """A named pipe at `path` that a thread fills with `data` once (as `mkfifo` and a writer)."""
+    import os
+    import threading
+
+    os.mkfifo(path)
+
+    def write():
+        with open(path, "wb") as pipe:
+            pipe.write(data)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("data", [CLEAN.encode(), gzip.compress(CLEAN.encode()), b"user\titem\tcount\n" + CLEAN.encode()])
+def test_a_named_pipe_is_read_once_like_the_file(tmp_path, data):
+    """The header detection and the fast readers opened the plays again: a FIFO hung forever."""
+    (tmp_path / "clean.tsv").write_text(CLEAN)
+    invoke(["subset", tmp_path / "clean.tsv", "-o", tmp_path / "clean", "--songs", 0, "--users", 0])
+    thread = _feed_fifo(tmp_path / "fifo", data)
+    invoke(["subset", tmp_path / "fifo", "-o", tmp_path / "out", "--songs", 0, "--users", 0])
+    thread.join(5)
+    for out in ("plays.tsv", "splits.tsv"):
+        assert (tmp_path / "out" / out).read_bytes() == (tmp_path / "clean" / out).read_bytes(), out
+
+
+def test_a_bad_line_in_a_named_pipe_is_named_by_the_pipe(tmp_path):
+    thread = _feed_fifo(tmp_path / "fifo", b"u1\ti1\t3\nu1\ti2\t-1\n")
+    fails(["subset", tmp_path / "fifo", "-o", tmp_path / "out"],
+          f"{tmp_path / 'fifo'}:2: count '-1' is not a positive integer: 'u1\\ti2\\t-1'{PLAYS_FIX}")
+    thread.join(5)
+    assert_absent(tmp_path / "out" / "plays.tsv")
+
+
+@pytest.mark.parametrize("source", ["/dev/stdin", "process substitution"])
+def test_dev_stdin_and_process_substitution_are_read_once(tmp_path, source):
+    """`dcue subset <(cat p.tsv)` and /dev/stdin said "has no plays": the first open consumed the data."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    (tmp_path / "p.tsv").write_text(CLEAN)
+    if source == "/dev/stdin":
+        command = [sys.executable, "-m", "dcue_cli", "-q", "subset", "/dev/stdin", "-o", str(tmp_path / "out"),
+                   "--songs", "0", "--users", "0"]
+        done = subprocess.run(command, input=CLEAN.encode(), capture_output=True, env=env, timeout=120)
+    else:
+        if not shutil.which("bash"):
+            pytest.skip("no bash for <(...)")
+        line = (f"{sys.executable} -m dcue_cli -q subset <(cat {tmp_path / 'p.tsv'}) -o {tmp_path / 'out'} "
+                "--songs 0 --users 0")
+        done = subprocess.run(["bash", "-c", line], capture_output=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert sorted((tmp_path / "out" / "plays.tsv").read_text().splitlines()) == sorted(CLEAN.splitlines())

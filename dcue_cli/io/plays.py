@@ -10,6 +10,7 @@ takes over, so every file reads the same whichever reader ran.
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -172,9 +173,9 @@ def read_plays(
 ) -> Plays:
     """Read a plays TSV. `columns` are the zero-based positions of user, item and count."""
     _fixed_mmap_threshold()
-    if str(path) == "-":
-        return _read_stdin(columns=columns, header=header, skip_bad=skip_bad, chunk_rows=chunk_rows,
-                           show_progress=show_progress)
+    if is_stream(path):
+        return _read_spooled(path, columns=columns, header=header, skip_bad=skip_bad, chunk_rows=chunk_rows,
+                             show_progress=show_progress)
     if header is None:
         header = _detect_header(path, columns)
     return _read_with(choose_readers(columns, header, skip_bad), path, columns=columns, header=header,
@@ -209,18 +210,32 @@ def _read_with(readers, path, *, columns, header, skip_bad, chunk_rows, show_pro
     return read_checked(path, columns, header, skip_bad)
 
 
-def _read_stdin(*, columns, header, skip_bad, chunk_rows, show_progress) -> Plays:
-    """pandas needs to re-read on error, and stdin cannot be rewound: spool it (cheap)."""
+def is_stream(path) -> bool:
+    """True for stdin ('-') and anything else that is not a regular file (a named pipe, `<(cmd)`,
+    /dev/stdin): what can be read only once."""
+    if str(path) == "-":
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # missing: open_binary says so
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _read_spooled(path, *, columns, header, skip_bad, chunk_rows, show_progress) -> Plays:
+    """The header detection and a fast reader that gives up would each read again, and a pipe
+    cannot be rewound: copy it once to a temporary file (cheap) and read that."""
+    name = display_name(path)
     with (tempfile.NamedTemporaryFile(prefix="dcue-stdin-", suffix=".tsv", delete=False) as tmp,
-          open_binary("-") as src):
+          open_binary(path) as src):
         shutil.copyfileobj(src, tmp, 1 << 22)
     try:
         if header is None:
-            header = _detect_header(tmp.name, columns, "<stdin>")
+            header = _detect_header(tmp.name, columns, name)
         return read_plays(tmp.name, columns=columns, header=header, skip_bad=skip_bad,
                           chunk_rows=chunk_rows, show_progress=show_progress)
     except DcueError as exc:
-        raise DcueError(str(exc.message).replace(tmp.name, "<stdin>")) from None
+        raise DcueError(str(exc.message).replace(tmp.name, name)) from None
     finally:
         os.unlink(tmp.name)
 
