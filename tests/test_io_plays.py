@@ -218,7 +218,9 @@ BAD_PLAYS = {  # name: (bytes, the message after "<file>:")
     "zero count": (b"u1\ti1\t3\nu1\ti2\t0\n", "2: count '0' is not a positive integer: 'u1\\ti2\\t0'"),
     "fractional count": (b"u1\ti1\t3\nu1\ti2\t2.5\n", "2: count '2.5' is not a positive integer: 'u1\\ti2\\t2.5'"),
     "huge count": (b"u1\ti1\t3\nu1\ti2\t99999999999\n",
-                   "2: count '99999999999' is not a positive integer: 'u1\\ti2\\t99999999999'"),
+                   "2: count '99999999999' is too large (max 2147483647): 'u1\\ti2\\t99999999999'"),
+    "count just too large": (b"u1\ti1\t3\nu1\ti2\t2147483648\n",
+                             "2: count '2147483648' is too large (max 2147483647): 'u1\\ti2\\t2147483648'"),
     "nan count": (b"u1\ti1\t3\nu1\ti2\tnan\n", "2: count 'nan' is not a positive integer: 'u1\\ti2\\tnan'"),
     "empty id": (b"u1\ti1\t3\n\ti2\t1\n", "2: empty user or item id: '\\ti2\\t1'"),
     "NUL in a user id (fixed width)": (b"u1\ti1\t3\nu\x002\ti2\t1\n", NUL),
@@ -270,24 +272,27 @@ def test_skip_bad_counts_what_it_skips(tmp_path):
 
 
 @pytest.mark.parametrize("variant", ["bom", "crlf", "blank lines", "bom crlf blank gz", "trailing spaces in counts",
-                                     "header", "stdin"])
+                                     "header", "stdin", "cr only", "cr only header", "cr only stdin gz"])
 def test_harmless_variations_read_exactly_like_the_clean_file(tmp_path, variant):
     invoke(["subset", "-", "-o", tmp_path / "clean", "--songs", 0, "--users", 0], input=CLEAN)
     text = CLEAN
     if "crlf" in variant:
         text = text.replace("\n", "\r\n")
+    if "header" in variant:
+        text = "user\tsong\tplays\n" + text
+    if "cr only" in variant:  # old Mac files: read as line ends, not as one header line
+        text = text.replace("\n", "\r")
     if "blank" in variant:
         text = "\n\n" + text.replace("\r\n" if "crlf" in variant else "\n", "\n\n  \n", 2) + "\n\n"
     if "trailing" in variant:
         text = text.replace("\n", " \n")
-    if "header" in variant:
-        text = "user\tsong\tplays\n" + text
     data = (b"\xef\xbb\xbf" if "bom" in variant else b"") + text.encode()
     name = "plays.tsv.gz" if "gz" in variant else "plays.tsv"
     (tmp_path / name).write_bytes(gzip.compress(data) if "gz" in variant else data)
-    source = "-" if variant == "stdin" else tmp_path / name
+    stdin = "stdin" in variant
+    source = "-" if stdin else tmp_path / name
     result = invoke(["subset", source, "-o", tmp_path / "out", "--songs", 0, "--users", 0],
-                    input=data if variant == "stdin" else None)
+                    input=(tmp_path / name).read_bytes() if stdin else None)
     for out in ("plays.tsv", "splits.tsv"):
         assert (tmp_path / "out" / out).read_bytes() == (tmp_path / "clean" / out).read_bytes(), out
     if variant == "header":  # a header where none is expected is detected, and said

@@ -178,3 +178,15 @@ def test_split_depends_only_on_the_set_of_ids_and_the_seed():
     assert split != split_ids(ids, (0.7, 0.1, 0.2), seed=5)
     sizes = collections.Counter(split.values())
     assert (sizes["train"], sizes["valid"], sizes["test"]) == (round(0.7 * 101), round(0.1 * 101), 101 - 71 - 10)
+
+
+def test_summed_counts_past_the_int32_maximum_are_capped_and_said(tmp_path):
+    """They were capped at 2^31-1 without a word."""
+    (tmp_path / "p.tsv").write_text("u1\ts1\t2147483647\nu1\ts1\t5\nu2\ts1\t1\nu2\ts2\t2000000000\nu2\ts2\t2000000000\n")
+    result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o", "--songs", 0, "--users", 0])
+    assert ("Warning: 2 (user, song) pairs summed over duplicate rows exceed 2147483647 plays: capped at "
+            "2147483647") in result.stderr
+    assert read_tsv(tmp_path / "o" / "plays.tsv") == [["u1", "s1", "2147483647"], ["u2", "s1", "1"],
+                                                      ["u2", "s2", "2147483647"]]
+    (tmp_path / "q.tsv").write_text("u1\ts1\t3\nu1\ts1\t4\n")
+    assert "capped" not in invoke(["subset", tmp_path / "q.tsv", "-o", tmp_path / "o2"]).stderr

@@ -9,6 +9,7 @@ takes over, so every file reads the same whichever reader ran.
 """
 
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -67,7 +68,7 @@ class Plays:
         return Plays(
             self.user_ids, self.item_ids,
             (uniq // self.n_items).astype(np.int32), (uniq % self.n_items).astype(np.int32),
-            np.minimum(counts, np.iinfo(np.int32).max).astype(np.int32), self.skipped,
+            _capped_counts(counts), self.skipped,
         )
 
     def select(self, rows: np.ndarray) -> "Plays":
@@ -95,6 +96,16 @@ class Plays:
         if binary:
             m.data[:] = 1
         return m
+
+
+def _capped_counts(counts: np.ndarray) -> np.ndarray:
+    """Summed counts as int32, those above its maximum capped there, and said (not silently)."""
+    top = np.iinfo(np.int32).max
+    over = int(np.count_nonzero(counts > top))
+    if over:
+        log.warning("%s (user, song) pair%s summed over duplicate rows exceed%s %d plays: capped at %d",
+                    f"{over:,}", "" if over == 1 else "s", "s" if over == 1 else "", top, top)
+    return np.minimum(counts, top).astype(np.int32)
 
 
 def chunked_bincount(codes: np.ndarray, weights: np.ndarray | None, length: int,
@@ -148,9 +159,11 @@ def _looks_like_header(fields, count_col) -> bool:
 
 
 def _file_first_line(path) -> str:
-    """The first line of a file (decoded, without its newline), for header detection."""
+    """The first line of a file (decoded, without its newline), for header detection. A lone CR
+    ends a line too (old Mac files), as it does for every reader."""
     with open_binary(path) as stream:
-        return stream.readline(65536).decode("utf-8-sig", errors="replace").rstrip("\r\n")
+        head = stream.readline(65536).decode("utf-8-sig", errors="replace")
+    return re.split(r"\r\n|\r|\n", head, maxsplit=1)[0]
 
 
 def _detect_header(path, columns, name=None) -> bool:

@@ -29,11 +29,13 @@ def _line_problem(fields, columns) -> tuple:
         return "a NUL byte in the user or item id (an HDF5 output cannot hold one)", None, None, None
     try:
         value = float(text)
-        ok = value >= 1 and value == int(value) and value < 2**31
+        ok = value >= 1 and value == int(value)
     except (ValueError, OverflowError):
         ok = False
     if not ok:
         return f"count {text!r} is not a positive integer", None, None, None
+    if value >= 2**31:
+        return f"count {text!r} is too large (max {2**31 - 1})", None, None, None
     return None, user, item, int(value)
 
 
