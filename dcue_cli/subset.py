@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dcue_cli.errors import DcueError
+from dcue_cli.errors import DcueError, OptionError
 from dcue_cli.io.plays import Plays
 
 
@@ -117,7 +117,7 @@ def select_subset(
 def check_holdout_fraction(fraction: float | None) -> None:
     """A --holdout-interactions fraction must lie strictly between 0 and 1 (None: no hold-out)."""
     if fraction is not None and not 0 < fraction < 1:
-        raise DcueError(f"--holdout-interactions {fraction}: give a fraction between 0 and 1, e.g. 0.2.")
+        raise OptionError(f"--holdout-interactions {fraction}: give a fraction between 0 and 1, e.g. 0.2.")
 
 
 def holdout_interactions(plays: Plays, fraction: float, seed: int = 0) -> tuple:
