@@ -379,7 +379,8 @@ def _feed_fifo(path, data: bytes):
     return thread
 
 
-@pytest.mark.parametrize("data", [CLEAN.encode(), gzip.compress(CLEAN.encode()), b"user\titem\tcount\n" + CLEAN.encode()])
+@pytest.mark.parametrize("data", [CLEAN.encode(), gzip.compress(CLEAN.encode()),
+                                  b"user\titem\tcount\n" + CLEAN.encode()])
 def test_a_named_pipe_is_read_once_like_the_file(tmp_path, data):
     """The header detection and the fast readers opened the plays again: a FIFO hung forever."""
     (tmp_path / "clean.tsv").write_text(CLEAN)

@@ -183,7 +183,8 @@ def test_split_depends_only_on_the_set_of_ids_and_the_seed():
 
 def test_summed_counts_past_the_int32_maximum_are_capped_and_said(tmp_path):
     """They were capped at 2^31-1 without a word."""
-    (tmp_path / "p.tsv").write_text("u1\ts1\t2147483647\nu1\ts1\t5\nu2\ts1\t1\nu2\ts2\t2000000000\nu2\ts2\t2000000000\n")
+    (tmp_path / "p.tsv").write_text("u1\ts1\t2147483647\nu1\ts1\t5\nu2\ts1\t1\n"
+                                    "u2\ts2\t2000000000\nu2\ts2\t2000000000\n")
     result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o", "--songs", 0, "--users", 0])
     assert ("Warning: 2 (user, song) pairs summed over duplicate rows exceed 2147483647 plays: capped at "
             "2147483647") in result.stderr

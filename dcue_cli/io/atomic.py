@@ -154,8 +154,8 @@ def refuse_inputs_as_outputs(outputs: dict, inputs: dict) -> None:
     """A one-line DcueError, before any work, if an output is one of the command's inputs.
 
     `outputs` and `inputs` map how the user named each (e.g. "-o", "PLAYS") to a path, a list of
-    paths or None; '-' and folders among the inputs are skipped. Writing the output would
-    replace the input: the user would lose it, and the command would exit 0.
+    paths or None; '-', folders and names of no file (`--items test`) among the inputs are
+    skipped. Writing the output would replace the input: the user would lose it, exit 0.
     """
     for out_name, out_value in outputs.items():
         for out in _paths(out_value):
@@ -163,7 +163,8 @@ def refuse_inputs_as_outputs(outputs: dict, inputs: dict) -> None:
                 continue  # a new file cannot be an existing input
             for in_name, in_value in inputs.items():
                 for source in _paths(in_value):
-                    if str(source) != "-" and not os.path.isdir(source) and same_file(out, source):
+                    if (str(source) != "-" and os.path.exists(source) and not os.path.isdir(source)
+                            and same_file(out, source)):
                         same = "" if str(source) == str(out) else f" {source}"
                         raise DcueError(f"{out_name} {out} is also the input {in_name}{same}: writing it would "
                                         f"destroy the input; give {out_name} another file name.")
