@@ -35,6 +35,8 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DcueError as exc:
+            if exc.exit_code == 2:  # OptionError: a misuse of the command line, one line, exit 2
+                raise click.UsageError(exc.message) from None
             raise click.ClickException(exc.message) from None
 
     def list_commands(self, ctx):

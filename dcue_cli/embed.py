@@ -61,10 +61,12 @@ class EmbedReport:
 
 def run_embed(model_path, mels_path, output, **options) -> EmbedReport:
     """Embed and write OUTPUT (atomically); what `dcue embed` calls. Options as `embed`'s."""
-    from dcue_cli.io.atomic import check_output_path
-    from dcue_cli.io.embeddings import write_embeddings
+    from dcue_cli.io.atomic import check_output_path, refuse_inputs_as_outputs, refuse_replacing_other_kind
+    from dcue_cli.io.embeddings import is_embeddings_file, write_embeddings
 
     check_output_path(output, "embeddings")
+    refuse_inputs_as_outputs({"-o": output}, {"MODEL": model_path, "MELS": mels_path})
+    refuse_replacing_other_kind(output, "an embeddings file", is_embeddings_file)
     emb = embed(model_path, mels_path, **options)
     write_embeddings(output, emb)
     n_users = 0 if emb.user_ids is None else len(emb.user_ids)

@@ -18,6 +18,13 @@ class DcueError(Exception):
         return self.message
 
 
+class OptionError(DcueError):
+    """A misuse of the command line found by a library check (a bad --columns, --split, ...):
+    the same one line, exit 2 as for click's own usage errors."""
+
+    exit_code = 2
+
+
 def first_line(exc: BaseException) -> str:
     """An exception's message, first line only (its type's name when it has none): for one-line errors."""
     text = str(exc).strip()

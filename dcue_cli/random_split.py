@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from dcue_cli.errors import DcueError
+from dcue_cli.errors import OptionError
 
 
 def parse_fractions(text: str, *, allow_zero: bool = True, option: str = "--split") -> tuple:
@@ -23,7 +23,7 @@ def parse_fractions(text: str, *, allow_zero: bool = True, option: str = "--spli
     sign_ok = all(p >= 0 if allow_zero else p > 0 for p in parts)
     if len(parts) != 3 or not all(map(math.isfinite, parts)) or not sign_ok or abs(sum(parts) - 1) > 1e-6:
         kind = "non-negative" if allow_zero else "positive"
-        raise DcueError(f"{option} {text!r}: give three {kind} fractions for train,valid,test "
+        raise OptionError(f"{option} {text!r}: give three {kind} fractions for train,valid,test "
                         "that sum to 1, e.g. 0.7,0.1,0.2.")
     return parts
 

@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dcue_cli.errors import DcueError
+from dcue_cli.errors import DcueError, OptionError
 from dcue_cli.io.plays import Plays
+
+
+SUBSET_FILES = ("plays.tsv", "splits.tsv", "plays.train.tsv", "plays.test.tsv")  # the last two: --holdout-interactions
 
 
 @dataclass
@@ -114,7 +117,7 @@ def select_subset(
 def check_holdout_fraction(fraction: float | None) -> None:
     """A --holdout-interactions fraction must lie strictly between 0 and 1 (None: no hold-out)."""
     if fraction is not None and not 0 < fraction < 1:
-        raise DcueError(f"--holdout-interactions {fraction}: give a fraction between 0 and 1, e.g. 0.2.")
+        raise OptionError(f"--holdout-interactions {fraction}: give a fraction between 0 and 1, e.g. 0.2.")
 
 
 def holdout_interactions(plays: Plays, fraction: float, seed: int = 0) -> tuple:
@@ -176,11 +179,17 @@ def run_subset(plays_path, out_dir, *, fractions=(0.7, 0.1, 0.2), seed: int = 0,
                holdout_fraction: float | None = None, columns=(0, 1, 2), header: bool | None = None,
                skip_bad: bool = False) -> SubsetRun:
     """`dcue subset`: read PLAYS, keep the paper's subset, split its songs, write OUT (checked first)."""
-    from dcue_cli.io.atomic import check_output_path, make_folder
+    from dcue_cli.io.atomic import (
+        check_output_path,
+        make_folder,
+        refuse_inputs_as_outputs,
+        refuse_replacing_other_kind,
+    )
     from dcue_cli.io.idmap import read_id_map
     from dcue_cli.io.plays import read_plays, write_plays
     from dcue_cli.io.song_sets import read_song_exclusions, read_song_set
     from dcue_cli.io.splits import write_splits
+    from dcue_cli.io.text import looks_like_text
     from dcue_cli.random_split import split_ids
 
     start = time.perf_counter()
@@ -188,6 +197,11 @@ def run_subset(plays_path, out_dir, *, fractions=(0.7, 0.1, 0.2), seed: int = 0,
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise DcueError(f"{out_dir} exists and is not a folder: give a folder for -o/--output.")
     check_output_path(os.path.join(out_dir, "plays.tsv"), "subset")  # before the work, not after
+    outputs = [os.path.join(out_dir, name) for name in SUBSET_FILES[:2 if holdout_fraction is None else 4]]
+    refuse_inputs_as_outputs({"-o": outputs}, {"PLAYS": plays_path, "--songs-with": songs_with,
+                                               "--id-map": id_map, "--exclude": exclude})
+    for path in outputs:
+        refuse_replacing_other_kind(path, "a TSV", looks_like_text)
     allowed = read_song_set(songs_with, read_id_map(id_map) if id_map else None) if songs_with else None
     excluded = read_song_exclusions(exclude) if exclude else None
 
@@ -197,15 +211,15 @@ def run_subset(plays_path, out_dir, *, fractions=(0.7, 0.1, 0.2), seed: int = 0,
     splits = split_ids(subset.item_ids, fractions, seed)  # in sorted song order
 
     make_folder(out_dir)
-    written = [os.path.join(out_dir, "plays.tsv"), os.path.join(out_dir, "splits.tsv")]
+    written = outputs[:2]
     write_plays(written[0], subset)
     write_splits(written[1], splits)
     holdout = None
     if holdout_fraction is not None:
         train, test = holdout_interactions(subset, holdout_fraction, seed)
-        for name, part in (("plays.train.tsv", train), ("plays.test.tsv", test)):
-            written.append(os.path.join(out_dir, name))
-            write_plays(written[-1], part)
+        for path, part in zip(outputs[2:], (train, test)):
+            written.append(path)
+            write_plays(path, part)
         holdout = (len(train), len(test))
     return SubsetRun("<stdin>" if plays_path == "-" else str(plays_path), data.skipped, report,
                      summarize(subset, splits), holdout, holdout_fraction, written, time.perf_counter() - start)

@@ -158,13 +158,15 @@ def run_wmf(plays_path, output, config: WmfConfig, *, splits=None, fit_on: str |
             columns=(0, 1, 2), header: bool | None = None, skip_bad: bool = False,
             show_progress: bool = True) -> WmfRun:
     """`dcue wmf`: read PLAYS (and --splits), fit WMF, write the embeddings contract to `output`."""
-    from dcue_cli.io.atomic import check_output_path
-    from dcue_cli.io.embeddings import Embeddings, write_embeddings
+    from dcue_cli.io.atomic import check_output_path, refuse_inputs_as_outputs, refuse_replacing_other_kind
+    from dcue_cli.io.embeddings import Embeddings, is_embeddings_file, write_embeddings
     from dcue_cli.io.plays import read_plays
     from dcue_cli.io.splits import read_splits
 
     config.check()
     check_output_path(output, "embeddings")  # before the fit, not after
+    refuse_inputs_as_outputs({"-o": output}, {"PLAYS": plays_path, "--splits": splits})
+    refuse_replacing_other_kind(output, "an embeddings file", is_embeddings_file)
     data = read_plays(plays_path, columns=columns, header=header, skip_bad=skip_bad)
     split_map = read_splits(splits) if splits else None
     data, note = select_items_for_fit(data, split_map, fit_on or "all")

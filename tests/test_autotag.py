@@ -333,7 +333,7 @@ def test_bad_hidden_is_a_usage_error(tmp_path):
 
 def test_bad_split_is_refused_with_subsets_message(tmp_path):
     _write_set(tmp_path, n=20)
-    result = invoke(["autotag", tmp_path / "signal.h5", tmp_path / "tags.tsv", "--split", "0.8,0.2"], expect=1)
+    result = invoke(["autotag", tmp_path / "signal.h5", tmp_path / "tags.tsv", "--split", "0.8,0.2"], expect=2)
     assert result.stderr.strip() == ("Error: --split '0.8,0.2': give three positive fractions for "
                                      "train,valid,test that sum to 1, e.g. 0.7,0.1,0.2.")
 

@@ -25,7 +25,7 @@ PLAYS_FIX = (" (expected user_id<TAB>item_id<TAB>count; use --columns to pick fi
              "bad lines)")
 ATTRS = ("user_ids", "item_ids", "users", "items", "counts")
 
-ids = tsv_ids()
+ids = tsv_ids().filter(lambda s: "\x00" not in s)  # a NUL is refused: no HDF5 output can hold it
 counts = st.integers(min_value=1, max_value=2**31 - 1)
 rows = st.lists(st.tuples(ids, ids, counts), min_size=1, max_size=30)
 
@@ -206,6 +206,7 @@ def test_skip_bad_keeps_exactly_the_good_lines(tmp_path, lines):
 # ----------------------------------------------------------------------------- hostile plays files, through the commands
 
 CLEAN = "u1\ti1\t3\nu1\ti2\t1\nu2\ti1\t2\nu2\ti3\t5\n"
+NUL = "2: a NUL byte in the user or item id (an HDF5 output cannot hold one): 'u\\x002\\ti2\\t1'"
 
 BAD_PLAYS = {  # name: (bytes, the message after "<file>:")
     "two fields": (b"u1\ti1\t3\nu1\ti2\n", "2: expected 3 tab-separated fields, found 2: 'u1\\ti2'"),
@@ -217,9 +218,13 @@ BAD_PLAYS = {  # name: (bytes, the message after "<file>:")
     "zero count": (b"u1\ti1\t3\nu1\ti2\t0\n", "2: count '0' is not a positive integer: 'u1\\ti2\\t0'"),
     "fractional count": (b"u1\ti1\t3\nu1\ti2\t2.5\n", "2: count '2.5' is not a positive integer: 'u1\\ti2\\t2.5'"),
     "huge count": (b"u1\ti1\t3\nu1\ti2\t99999999999\n",
-                   "2: count '99999999999' is not a positive integer: 'u1\\ti2\\t99999999999'"),
+                   "2: count '99999999999' is too large (max 2147483647): 'u1\\ti2\\t99999999999'"),
+    "count just too large": (b"u1\ti1\t3\nu1\ti2\t2147483648\n",
+                             "2: count '2147483648' is too large (max 2147483647): 'u1\\ti2\\t2147483648'"),
     "nan count": (b"u1\ti1\t3\nu1\ti2\tnan\n", "2: count 'nan' is not a positive integer: 'u1\\ti2\\tnan'"),
     "empty id": (b"u1\ti1\t3\n\ti2\t1\n", "2: empty user or item id: '\\ti2\\t1'"),
+    "NUL in a user id (fixed width)": (b"u1\ti1\t3\nu\x002\ti2\t1\n", NUL),
+    "NUL in an item id (varying width)": (b"u1\ti1\t3\nu1\ti\x002x\t1\n", NUL.replace("u\\x002\\ti2", "u1\\ti\\x002x")),
     "utf-16": ("u1\ti1\t3\n".encode("utf-16"), None),
 }
 
@@ -267,24 +272,27 @@ def test_skip_bad_counts_what_it_skips(tmp_path):
 
 
 @pytest.mark.parametrize("variant", ["bom", "crlf", "blank lines", "bom crlf blank gz", "trailing spaces in counts",
-                                     "header", "stdin"])
+                                     "header", "stdin", "cr only", "cr only header", "cr only stdin gz"])
 def test_harmless_variations_read_exactly_like_the_clean_file(tmp_path, variant):
     invoke(["subset", "-", "-o", tmp_path / "clean", "--songs", 0, "--users", 0], input=CLEAN)
     text = CLEAN
     if "crlf" in variant:
         text = text.replace("\n", "\r\n")
+    if "header" in variant:
+        text = "user\tsong\tplays\n" + text
+    if "cr only" in variant:  # old Mac files: read as line ends, not as one header line
+        text = text.replace("\n", "\r")
     if "blank" in variant:
         text = "\n\n" + text.replace("\r\n" if "crlf" in variant else "\n", "\n\n  \n", 2) + "\n\n"
     if "trailing" in variant:
         text = text.replace("\n", " \n")
-    if "header" in variant:
-        text = "user\tsong\tplays\n" + text
     data = (b"\xef\xbb\xbf" if "bom" in variant else b"") + text.encode()
     name = "plays.tsv.gz" if "gz" in variant else "plays.tsv"
     (tmp_path / name).write_bytes(gzip.compress(data) if "gz" in variant else data)
-    source = "-" if variant == "stdin" else tmp_path / name
+    stdin = "stdin" in variant
+    source = "-" if stdin else tmp_path / name
     result = invoke(["subset", source, "-o", tmp_path / "out", "--songs", 0, "--users", 0],
-                    input=data if variant == "stdin" else None)
+                    input=(tmp_path / name).read_bytes() if stdin else None)
     for out in ("plays.tsv", "splits.tsv"):
         assert (tmp_path / "out" / out).read_bytes() == (tmp_path / "clean" / out).read_bytes(), out
     if variant == "header":  # a header where none is expected is detected, and said
@@ -318,3 +326,99 @@ def test_truncated_gzip_is_named_not_aborted(tmp_path):
     fails(["subset", tmp_path / "plays.tsv.gz", "-o", tmp_path / "out"], message.format(p=tmp_path / "plays.tsv.gz"))
     fails(["subset", "-", "-o", tmp_path / "out"], message.format(p="<stdin>"), input=packed[:len(packed) // 2])
     assert_absent(tmp_path / "out" / "plays.tsv")
+
+
+# ----------------------------------------------------------------------------- second round (helper REL-IO)
+
+
+def test_every_fast_reader_hands_a_nul_byte_to_the_checked_reader(tmp_path):
+    """HDF5 strings cannot hold NUL: wmf and embed crashed on one at the very end, after the fit."""
+    path = tmp_path / "p.tsv"
+    path.write_bytes(b"u1\ti1\t3\nu\x002\ti2\t1\n")
+    with pytest.raises(NeedsCheck):
+        plays_fixed.read_fixed_width(path, show_progress=False)
+    with pytest.raises(NeedsCheck):
+        plays_pandas.read_with_pandas(path, (0, 1, 2), False, show_progress=False)
+    with pytest.raises(NeedsCheck):
+        plays_pandas.read_with_pandas(path, (1, 0, 2), False, show_progress=False)
+
+
+@pytest.mark.parametrize("how", ["subset", "subset header", "subset --columns", "wmf", "train"])
+def test_a_nul_byte_in_an_id_is_refused_where_the_plays_are_read(toy, tmp_path, how):
+    path = tmp_path / "plays.tsv"
+    header = b"user\titem\tcount\n" if how == "subset header" else b""
+    path.write_bytes(header + b"U001\tS0001\t3\nU0\x002\tS0002\t1\n")
+    line = 3 if header else 2
+    out = tmp_path / "out"
+    args = {"subset": ["subset", path, "-o", out],
+            "subset header": ["subset", path, "-o", out, "--header", "yes"],
+            "subset --columns": ["subset", path, "-o", out, "--columns", "1,0,2"],
+            "wmf": ["wmf", path, "-o", out / "w.h5", "--factors", 2],
+            "train": ["train", toy / "mels.h5", path, "--splits", toy / "splits.tsv", "-o", out / "m.pt"]}[how]
+    fails(args, f"{path}:{line}: a NUL byte in the user or item id (an HDF5 output cannot hold one): "
+                f"'U0\\x002\\tS0002\\t1'{PLAYS_FIX}")
+    assert not out.exists()
+    result = invoke(["subset", path, "-o", out, "--skip-bad", "--header", "yes" if header else "no"])
+    assert f"{path}: skipped 1 bad line (--skip-bad)" in result.stderr
+    assert (out / "plays.tsv").read_text() == "U001\tS0001\t3\n"
+
+
+def _feed_fifo(path, data: bytes):
+    """A named pipe at `path` that a thread fills with `data` once (as `mkfifo` and a writer)."""
+    import os
+    import threading
+
+    os.mkfifo(path)
+
+    def write():
+        with open(path, "wb") as pipe:
+            pipe.write(data)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("data", [CLEAN.encode(), gzip.compress(CLEAN.encode()),
+                                  b"user\titem\tcount\n" + CLEAN.encode()])
+def test_a_named_pipe_is_read_once_like_the_file(tmp_path, data):
+    """The header detection and the fast readers opened the plays again: a FIFO hung forever."""
+    (tmp_path / "clean.tsv").write_text(CLEAN)
+    invoke(["subset", tmp_path / "clean.tsv", "-o", tmp_path / "clean", "--songs", 0, "--users", 0])
+    thread = _feed_fifo(tmp_path / "fifo", data)
+    invoke(["subset", tmp_path / "fifo", "-o", tmp_path / "out", "--songs", 0, "--users", 0])
+    thread.join(5)
+    for out in ("plays.tsv", "splits.tsv"):
+        assert (tmp_path / "out" / out).read_bytes() == (tmp_path / "clean" / out).read_bytes(), out
+
+
+def test_a_bad_line_in_a_named_pipe_is_named_by_the_pipe(tmp_path):
+    thread = _feed_fifo(tmp_path / "fifo", b"u1\ti1\t3\nu1\ti2\t-1\n")
+    fails(["subset", tmp_path / "fifo", "-o", tmp_path / "out"],
+          f"{tmp_path / 'fifo'}:2: count '-1' is not a positive integer: 'u1\\ti2\\t-1'{PLAYS_FIX}")
+    thread.join(5)
+    assert_absent(tmp_path / "out" / "plays.tsv")
+
+
+@pytest.mark.parametrize("source", ["/dev/stdin", "process substitution"])
+def test_dev_stdin_and_process_substitution_are_read_once(tmp_path, source):
+    """`dcue subset <(cat p.tsv)` and /dev/stdin said "has no plays": the first open consumed the data."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    (tmp_path / "p.tsv").write_text(CLEAN)
+    if source == "/dev/stdin":
+        command = [sys.executable, "-m", "dcue_cli", "-q", "subset", "/dev/stdin", "-o", str(tmp_path / "out"),
+                   "--songs", "0", "--users", "0"]
+        done = subprocess.run(command, input=CLEAN.encode(), capture_output=True, env=env, timeout=120)
+    else:
+        if not shutil.which("bash"):
+            pytest.skip("no bash for <(...)")
+        line = (f"{sys.executable} -m dcue_cli -q subset <(cat {tmp_path / 'p.tsv'}) -o {tmp_path / 'out'} "
+                "--songs 0 --users 0")
+        done = subprocess.run(["bash", "-c", line], capture_output=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert sorted((tmp_path / "out" / "plays.tsv").read_text().splitlines()) == sorted(CLEAN.splitlines())

@@ -4,7 +4,7 @@ import collections
 import gzip
 
 import pytest
-from conftest import invoke, shared_data
+from conftest import error_line, invoke, shared_data
 
 from dcue_cli.errors import DcueError
 from dcue_cli.random_split import parse_fractions, split_ids
@@ -120,8 +120,9 @@ def test_missing_file_and_bad_split(tmp_path):
     result = invoke(["subset", tmp_path / "nope.tsv", "-o", tmp_path / "o"], expect=1)
     assert result.stderr == f"Error: {tmp_path / 'nope.tsv'} does not exist: check the path.\n"
     (tmp_path / "p.tsv").write_text("u1\ts1\t1\n")
-    result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o", "--split", "0.5,0.5"], expect=1)
-    assert "--split '0.5,0.5': give three non-negative fractions" in result.stderr
+    result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o", "--split", "0.5,0.5"], expect=2)  # misuse
+    assert result.stderr == ("Error: --split '0.5,0.5': give three non-negative fractions for train,valid,test "
+                             "that sum to 1, e.g. 0.7,0.1,0.2.\n")
     result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o", "--id-map", tmp_path / "p.tsv"], expect=2)
     assert "--id-map only applies to --songs-with" in result.stderr
 
@@ -152,7 +153,7 @@ def test_duplicated_rows_are_summed_and_counted(tmp_path):
 
 def test_holdout_fraction_is_checked_before_any_work(tmp_path):
     (tmp_path / "p.tsv").write_text("u1\ts1\t1\n")
-    result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o", "--holdout-interactions", 1], expect=1)
+    result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o", "--holdout-interactions", 1], expect=2)
     assert result.stderr == "Error: --holdout-interactions 1.0: give a fraction between 0 and 1, e.g. 0.2.\n"
     assert not (tmp_path / "o").exists()
 
@@ -178,3 +179,34 @@ def test_split_depends_only_on_the_set_of_ids_and_the_seed():
     assert split != split_ids(ids, (0.7, 0.1, 0.2), seed=5)
     sizes = collections.Counter(split.values())
     assert (sizes["train"], sizes["valid"], sizes["test"]) == (round(0.7 * 101), round(0.1 * 101), 101 - 71 - 10)
+
+
+def test_summed_counts_past_the_int32_maximum_are_capped_and_said(tmp_path):
+    """They were capped at 2^31-1 without a word."""
+    (tmp_path / "p.tsv").write_text("u1\ts1\t2147483647\nu1\ts1\t5\nu2\ts1\t1\n"
+                                    "u2\ts2\t2000000000\nu2\ts2\t2000000000\n")
+    result = invoke(["subset", tmp_path / "p.tsv", "-o", tmp_path / "o", "--songs", 0, "--users", 0])
+    assert ("Warning: 2 (user, song) pairs summed over duplicate rows exceed 2147483647 plays: capped at "
+            "2147483647") in result.stderr
+    assert read_tsv(tmp_path / "o" / "plays.tsv") == [["u1", "s1", "2147483647"], ["u2", "s1", "1"],
+                                                      ["u2", "s2", "2147483647"]]
+    (tmp_path / "q.tsv").write_text("u1\ts1\t3\nu1\ts1\t4\n")
+    assert "capped" not in invoke(["subset", tmp_path / "q.tsv", "-o", tmp_path / "o2"]).stderr
+
+
+@pytest.mark.parametrize("command", ["subset", "wmf", "score", "recommend", "train"])
+@pytest.mark.parametrize("option, value, message", [
+    ("--columns", "0,1", "--columns '0,1': give 3 distinct zero-based positions, e.g. 0,1,2."),
+    ("--columns", "0,0,2", "--columns '0,0,2': give 3 distinct zero-based positions, e.g. 0,1,2."),
+    ("--header", "maybe", "Invalid value for '--header': 'maybe' is not one of 'auto', 'yes', 'no'."),
+])
+def test_a_bad_plays_option_is_a_usage_error_exit_2(tmp_path, command, option, value, message):
+    """--columns exited 1, as for bad data; a misuse of an option is exit 2, the same line."""
+    (tmp_path / "p.tsv").write_text("u1\ts1\t1\n")
+    p = tmp_path / "p.tsv"
+    args = {"subset": ["subset", p, "-o", tmp_path / "o"], "wmf": ["wmf", p, "-o", tmp_path / "w.h5"],
+            "score": ["score", p, "--plays", p, "--splits", p], "recommend": ["recommend", p, "--plays", p],
+            "train": ["train", p, p, "--splits", p, "-o", tmp_path / "m.pt"]}[command]
+    result = invoke([*args, option, value], expect=2)
+    assert error_line(result) == message
+    assert (tmp_path / "p.tsv").read_text() == "u1\ts1\t1\n" and sorted(tmp_path.iterdir()) == [p]

@@ -78,13 +78,15 @@ def run_melspec(sources, output, config, *, checks=None, id_map_path=None, jobs=
     ClipChecks; jobs: worker processes (0: in this process; None: every usable core);
     shard: (K, N) or None. Ctrl-C/SIGTERM: what is done is kept, then KeyboardInterrupt.
     """
-    from dcue_cli.io.atomic import check_output_path
+    from dcue_cli.io.atomic import check_output_path, refuse_inputs_as_outputs
     from dcue_cli.io.mels_writer import MelsWriter
 
     start = time.perf_counter()
     check_output_path(output, "mels file")
     device = mel_device(device)
+    refuse_inputs_as_outputs({"-o": output}, {"AUDIO": list(sources), "--id-map": id_map_path})
     inputs = _inputs(sources, id_map_path, shard, strict)
+    refuse_inputs_as_outputs({"-o": output}, {"AUDIO": list(inputs.paths.values())})
     run = _Run(inputs, config, checks or ClipChecks(), default_jobs(jobs), device, batch_size, strict, start)
     with StopSignals() as interrupts, MelsWriter(output, config.to_attrs(), checkpoint_seconds=checkpoint_seconds,
                                                  overwrite=overwrite) as writer:

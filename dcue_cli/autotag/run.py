@@ -67,7 +67,7 @@ def run_autotag(
 ) -> AutotagReport:
     """Train and measure a tagger on each embeddings file's vectors (`config.device` may be
     'auto'); write `per_tag_path` and `predict_path` (the first file's predictions) if given."""
-    from dcue_cli.io.atomic import check_output_path
+    from dcue_cli.io.atomic import check_output_path, refuse_inputs_as_outputs
     from dcue_cli.runtime import torch_device
 
     config = config or TaggerConfig()
@@ -75,6 +75,9 @@ def run_autotag(
     for path, what in ((per_tag_path, "--per-tag TSV"), (predict_path, "--predict TSV")):
         if path:
             check_output_path(path, what)  # before the training, not after
+    refuse_inputs_as_outputs({"--per-tag": per_tag_path, "--predict": predict_path},
+                             {"EMB": list(emb_paths), "TAGS": tags_path, "--splits": splits_path,
+                              "--id-map": id_map_path, "--tag-names": tag_names_path})
     embeddings = [read_finite_embeddings(p) for p in emb_paths]
     items, tags = read_tag_rows(tags_path, tag_names_path=tag_names_path, id_map_path=id_map_path,
                                 min_weight=min_weight)

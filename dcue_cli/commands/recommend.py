@@ -58,7 +58,7 @@ def cli(embeddings, users, k, exclude_played, items, splits, plays, fold_method,
       dcue recommend wmf.h5 --users - --plays new-plays.tsv < new-users.txt
       dcue embed model.pt new-mels.h5 -o new.h5 && dcue recommend new.h5 --items new.txt
     """
-    from dcue_cli.io.atomic import check_output_path, open_text_output
+    from dcue_cli.io.atomic import check_output_path, open_text_output, refuse_inputs_as_outputs
     from dcue_cli.io.rows import parse_columns, parse_header_option
     from dcue_cli.recommend.run import SPLIT_NAMES, run_recommend
 
@@ -72,6 +72,9 @@ def cli(embeddings, users, k, exclude_played, items, splits, plays, fold_method,
         raise click.UsageError(f"{' and '.join(stdin)} cannot both read stdin: give one of them a file.")
     if output != "-":
         check_output_path(output, "recommendations TSV")
+    refuse_inputs_as_outputs({"-o": output}, {"EMBEDDINGS": embeddings, "--users": users, "--plays": plays,
+                                              "--exclude-played": exclude_played, "--items": items,
+                                              "--splits": splits, "--id-map": id_map})
     options = {"alpha": alpha, "regularization": regularization, "kind": confidence_kind, "epsilon": epsilon}
     read_opts = {"columns": parse_columns(columns, 3), "header": parse_header_option(header), "skip_bad": skip_bad}
     with open_text_output(output) as out:

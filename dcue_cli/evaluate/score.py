@@ -50,10 +50,14 @@ def run_score(req: ScoreRequest) -> ScoreResult:
         warm_task,
     )
     from dcue_cli.evaluate.report import format_table
+    from dcue_cli.io.atomic import refuse_inputs_as_outputs
     from dcue_cli.io.embeddings import read_embeddings
     from dcue_cli.io.plays import read_plays
     from dcue_cli.io.splits import read_splits
 
+    refuse_inputs_as_outputs({"--per-user": req.per_user, "--plot": req.plot},
+                             {"EMB": list(req.embeddings), "--plays": req.plays, "--splits": req.splits,
+                              "--train-plays": req.train_plays, "--test-plays": req.test_plays})
     files = [read_embeddings(path, need_users=True) for path in req.embeddings]  # fail fast, before the plays
     if req.plays:
         task = cold_start_task(read_plays(req.plays, **req.read_opts), read_splits(req.splits), req.on,

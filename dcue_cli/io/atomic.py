@@ -127,3 +127,53 @@ def open_text_output(target, newline="\n"):
         else:
             with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline=newline) as stream:
                 yield stream
+
+
+def _paths(value) -> list:
+    """The paths of one entry of `refuse_inputs_as_outputs` (None, one path, or several)."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, set)):
+        return [p for p in value if p is not None]
+    return [value]
+
+
+def same_file(a, b) -> bool:
+    """True when `a` and `b` name one file: the same inode (a hard or symbolic link, another
+    spelling), or, where one does not exist yet, the same real path. '-' is never a file."""
+    if str(a) == "-" or str(b) == "-":
+        return False
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def refuse_inputs_as_outputs(outputs: dict, inputs: dict) -> None:
+    """A one-line DcueError, before any work, if an output is one of the command's inputs.
+
+    `outputs` and `inputs` map how the user named each (e.g. "-o", "PLAYS") to a path, a list of
+    paths or None; '-', folders and names of no file (`--items test`) among the inputs are
+    skipped. Writing the output would replace the input: the user would lose it, exit 0.
+    """
+    for out_name, out_value in outputs.items():
+        for out in _paths(out_value):
+            if str(out) == "-" or not os.path.lexists(out):
+                continue  # a new file cannot be an existing input
+            for in_name, in_value in inputs.items():
+                for source in _paths(in_value):
+                    if (str(source) != "-" and os.path.exists(source) and not os.path.isdir(source)
+                            and same_file(out, source)):
+                        same = "" if str(source) == str(out) else f" {source}"
+                        raise DcueError(f"{out_name} {out} is also the input {in_name}{same}: writing it would "
+                                        f"destroy the input; give {out_name} another file name.")
+
+
+def refuse_replacing_other_kind(target, kind: str, is_kind) -> None:
+    """A one-line DcueError if `target` exists, is not empty and is not a `kind` file
+    (`is_kind(path)` says): an output replaces a file of its own kind only, never, say, a
+    mels file or a plays TSV given by mistake as -o."""
+    if str(target) == "-" or not os.path.isfile(target) or os.path.getsize(target) == 0 or is_kind(target):
+        return
+    raise DcueError(f"{target} exists and is not {kind}: remove it first or give another output name.")

@@ -75,6 +75,22 @@ def write_embeddings(path, emb: Embeddings) -> None:
             f.attrs[key] = value if isinstance(value, (int, float, str, bool, np.number)) else str(value)
 
 
+def is_embeddings_file(path) -> bool:
+    """True when `path` is an HDF5 file with an /items group (what `embed` and `wmf` write): the
+    only kind of file their -o may replace."""
+    import h5py
+
+    from dcue_cli.io.mels import is_hdf5
+
+    if not is_hdf5(path):
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return "items" in f
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
 def read_embeddings(path, *, need_users: bool = False) -> Embeddings:
     """Read and check an embeddings file; a one-line error names anything missing."""
     import h5py

@@ -9,7 +9,9 @@ takes over, so every file reads the same whichever reader ran.
 """
 
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,7 +68,7 @@ class Plays:
         return Plays(
             self.user_ids, self.item_ids,
             (uniq // self.n_items).astype(np.int32), (uniq % self.n_items).astype(np.int32),
-            np.minimum(counts, np.iinfo(np.int32).max).astype(np.int32), self.skipped,
+            _capped_counts(counts), self.skipped,
         )
 
     def select(self, rows: np.ndarray) -> "Plays":
@@ -94,6 +96,16 @@ class Plays:
         if binary:
             m.data[:] = 1
         return m
+
+
+def _capped_counts(counts: np.ndarray) -> np.ndarray:
+    """Summed counts as int32, those above its maximum capped there, and said (not silently)."""
+    top = np.iinfo(np.int32).max
+    over = int(np.count_nonzero(counts > top))
+    if over:
+        log.warning("%s (user, song) pair%s summed over duplicate rows exceed%s %d plays: capped at %d",
+                    f"{over:,}", "" if over == 1 else "s", "s" if over == 1 else "", top, top)
+    return np.minimum(counts, top).astype(np.int32)
 
 
 def chunked_bincount(codes: np.ndarray, weights: np.ndarray | None, length: int,
@@ -147,9 +159,11 @@ def _looks_like_header(fields, count_col) -> bool:
 
 
 def _file_first_line(path) -> str:
-    """The first line of a file (decoded, without its newline), for header detection."""
+    """The first line of a file (decoded, without its newline), for header detection. A lone CR
+    ends a line too (old Mac files), as it does for every reader."""
     with open_binary(path) as stream:
-        return stream.readline(65536).decode("utf-8-sig", errors="replace").rstrip("\r\n")
+        head = stream.readline(65536).decode("utf-8-sig", errors="replace")
+    return re.split(r"\r\n|\r|\n", head, maxsplit=1)[0]
 
 
 def _detect_header(path, columns, name=None) -> bool:
@@ -172,9 +186,9 @@ def read_plays(
 ) -> Plays:
     """Read a plays TSV. `columns` are the zero-based positions of user, item and count."""
     _fixed_mmap_threshold()
-    if str(path) == "-":
-        return _read_stdin(columns=columns, header=header, skip_bad=skip_bad, chunk_rows=chunk_rows,
-                           show_progress=show_progress)
+    if is_stream(path):
+        return _read_spooled(path, columns=columns, header=header, skip_bad=skip_bad, chunk_rows=chunk_rows,
+                             show_progress=show_progress)
     if header is None:
         header = _detect_header(path, columns)
     return _read_with(choose_readers(columns, header, skip_bad), path, columns=columns, header=header,
@@ -209,18 +223,32 @@ def _read_with(readers, path, *, columns, header, skip_bad, chunk_rows, show_pro
     return read_checked(path, columns, header, skip_bad)
 
 
-def _read_stdin(*, columns, header, skip_bad, chunk_rows, show_progress) -> Plays:
-    """pandas needs to re-read on error, and stdin cannot be rewound: spool it (cheap)."""
+def is_stream(path) -> bool:
+    """True for stdin ('-') and anything else that is not a regular file (a named pipe, `<(cmd)`,
+    /dev/stdin): what can be read only once."""
+    if str(path) == "-":
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # missing: open_binary says so
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _read_spooled(path, *, columns, header, skip_bad, chunk_rows, show_progress) -> Plays:
+    """The header detection and a fast reader that gives up would each read again, and a pipe
+    cannot be rewound: copy it once to a temporary file (cheap) and read that."""
+    name = display_name(path)
     with (tempfile.NamedTemporaryFile(prefix="dcue-stdin-", suffix=".tsv", delete=False) as tmp,
-          open_binary("-") as src):
+          open_binary(path) as src):
         shutil.copyfileobj(src, tmp, 1 << 22)
     try:
         if header is None:
-            header = _detect_header(tmp.name, columns, "<stdin>")
+            header = _detect_header(tmp.name, columns, name)
         return read_plays(tmp.name, columns=columns, header=header, skip_bad=skip_bad,
                           chunk_rows=chunk_rows, show_progress=show_progress)
     except DcueError as exc:
-        raise DcueError(str(exc.message).replace(tmp.name, "<stdin>")) from None
+        raise DcueError(str(exc.message).replace(tmp.name, name)) from None
     finally:
         os.unlink(tmp.name)
 

@@ -25,13 +25,17 @@ def _line_problem(fields, columns) -> tuple:
     user, item, text = fields[ucol], fields[icol], fields[ccol].strip()
     if not user or not item:
         return "empty user or item id", None, None, None
+    if "\x00" in user or "\x00" in item:
+        return "a NUL byte in the user or item id (an HDF5 output cannot hold one)", None, None, None
     try:
         value = float(text)
-        ok = value >= 1 and value == int(value) and value < 2**31
+        ok = value >= 1 and value == int(value)
     except (ValueError, OverflowError):
         ok = False
     if not ok:
         return f"count {text!r} is not a positive integer", None, None, None
+    if value >= 2**31:
+        return f"count {text!r} is too large (max {2**31 - 1})", None, None, None
     return None, user, item, int(value)
 
 

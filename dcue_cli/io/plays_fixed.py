@@ -2,7 +2,7 @@
 
 Parses whole blocks with numpy: newline and tab positions, fixed-width id matrices, digit
 arithmetic for counts; ids are coded through two 64-bit hashes. Anything unusual (CRLF, a
-header, blank lines, ids of varying width, a bad count) raises `NeedsCheck` and the next reader
+header, blank lines, ids of varying width, a bad count, a NUL byte) raises `NeedsCheck` and the next reader
 of `dcue_cli.io.plays.read_plays` takes over.
 """
 
@@ -130,6 +130,8 @@ def _counts(arr, t2, nl, clen) -> np.ndarray:
 
 def _parse_block(block, coders):
     """(user codes, item codes, counts) of one block of whole lines; `coders` is [users, items]."""
+    if b"\x00" in block:  # an id no HDF5 output can hold: the checked reader names the line
+        raise NeedsCheck()
     # Zero padding lets the count window of the last line run past its newline.
     arr = np.frombuffer(block + bytes(16), np.uint8)
     nl = np.flatnonzero(arr == 10)

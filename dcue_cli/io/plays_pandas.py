@@ -30,6 +30,8 @@ class _Coder:
         for j, key in enumerate(uniques):
             code = table.get(key)
             if code is None:
+                if "\x00" in key:  # an id no HDF5 output can hold: the checked reader names the line
+                    raise NeedsCheck()
                 code = table[key] = len(self.ids)
                 self.ids.append(key)
             mapping[j] = code

@@ -8,7 +8,7 @@ that must be fast at 48 M rows) falls back to it to name the first bad line prec
 from collections.abc import Callable, Iterator, Sequence
 
 from dcue_cli import log
-from dcue_cli.errors import DcueError
+from dcue_cli.errors import DcueError, OptionError
 from dcue_cli.io.text import display_name, open_text, shorten
 
 
@@ -37,7 +37,7 @@ def parse_columns(text: str, n: int) -> Sequence[int]:
     except ValueError:
         cols = ()
     if len(cols) != n or any(c < 0 for c in cols) or len(set(cols)) != n:
-        raise DcueError(f"--columns {text!r}: give {n} distinct zero-based positions, e.g. 0,1,2.")
+        raise OptionError(f"--columns {text!r}: give {n} distinct zero-based positions, e.g. 0,1,2.")
     return cols
 
 

@@ -90,3 +90,14 @@ def open_text(path, encoding="utf-8"):
     """
     enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     return io.TextIOWrapper(open_binary(path), encoding=enc, errors="surrogateescape", newline=None)
+
+
+def looks_like_text(path, sniff: int = 8192) -> bool:
+    """True when the start of `path` has no NUL byte and is not gzip's magic: a plain text file
+    (a TSV output may replace one, never an HDF5, gzip or other binary file)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(sniff)
+    except OSError:
+        return False
+    return b"\x00" not in head and not head.startswith(b"\x1f\x8b")

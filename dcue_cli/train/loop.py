@@ -61,7 +61,7 @@ class Trainer:
         configure_backends(self.device)
         names = input_names or {}
         self.master = self.dist.master
-        self._check_outputs()
+        self._check_outputs(names)
         ckpt, self.cfg = self._resume_from(resume, cfg, model_overrides, explicit)
         cfg = self.cfg
         self.draw_curves = cfg.curves and self.master and self._can_draw()
@@ -145,13 +145,16 @@ class Trainer:
         self.curves_file = curves_path(output)
         self.lock = None
 
-    def _check_outputs(self):
-        from dcue_cli.io.atomic import check_output_path
+    def _check_outputs(self, names):
+        from dcue_cli.io.atomic import check_output_path, refuse_inputs_as_outputs
 
         if self.master:  # now, not after the first epoch
             for path, what in ((self.output, "model"), (self.last, "latest state"), (self.log_file, "log"),
                                (self.curves_file, "curves")):
                 check_output_path(path, f"{what} (-o names it)")
+            refuse_inputs_as_outputs({"-o": [self.output, self.last, self.log_file, self.curves_file]},
+                                     {"MELS": names.get("mels"), "PLAYS": names.get("plays"),
+                                      "--splits": names.get("splits"), "--target": names.get("target")})
 
     def _resume_from(self, resume, cfg, model_overrides, explicit):
         """(the checkpoint to resume or None, the settings to train with)."""
