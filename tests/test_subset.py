@@ -178,3 +178,31 @@ def test_split_depends_only_on_the_set_of_ids_and_the_seed():
     assert split != split_ids(ids, (0.7, 0.1, 0.2), seed=5)
     sizes = collections.Counter(split.values())
     assert (sizes["train"], sizes["valid"], sizes["test"]) == (round(0.7 * 101), round(0.1 * 101), 101 - 71 - 10)
+
+
+# ----------------------------------------------------------------------------- --songs-with that is no id list
+# (second round, helper REL-TRAIN)
+
+def test_songs_with_a_checkpoint_or_binary_file_is_named(toy, tmp_path):
+    import torch
+
+    from conftest import assert_absent, fails
+
+    model = tmp_path / "model.pt"
+    torch.save({"format": "dcue-model"}, model)
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(b"\x00\x01\x02binary\x00")
+    for path, what in ((model, "a torch file (a model checkpoint?)"), (blob, "a binary file")):
+        fails(["subset", toy / "plays.tsv", "-o", tmp_path / "sub", "--songs-with", path],
+              f"--songs-with {path} is {what}, not a mels HDF5 or a list of song ids: give the mels.h5 of "
+              "`dcue melspec` or a file of one id a line.")
+        assert_absent(tmp_path / "sub" / "plays.tsv")
+
+
+def test_songs_with_ids_that_match_no_song_says_so(toy, tmp_path):
+    from conftest import fails
+
+    fails(["subset", toy / "plays.tsv", "-o", tmp_path / "sub", "--songs-with", toy / "plays.tsv"],
+          "none of the 60 songs of the plays is among the 40 ids of --songs-with (e.g. 'U000'): do the ids match? "
+          "(melspec names items by track id: give --id-map unique_tracks.txt to map them to song ids).")
+    assert not (tmp_path / "sub").exists()
