@@ -206,3 +206,13 @@ def test_songs_with_ids_that_match_no_song_says_so(toy, tmp_path):
           "none of the 60 songs of the plays is among the 40 ids of --songs-with (e.g. 'U000'): do the ids match? "
           "(melspec names items by track id: give --id-map unique_tracks.txt to map them to song ids).")
     assert not (tmp_path / "sub").exists()
+
+
+@pytest.mark.parametrize("option", ["--songs-with", "--exclude", "--id-map"])
+def test_a_missing_option_file_exits_1_like_a_missing_argument(toy, tmp_path, option):
+    from conftest import fails
+
+    extra = ["--songs-with", toy / "mels.h5"] if option == "--id-map" else []
+    fails(["subset", toy / "plays.tsv", "-o", tmp_path / "sub", option, tmp_path / "nope.txt", *extra],
+          f"{tmp_path / 'nope.txt'} does not exist: check the path.")
+    assert not (tmp_path / "sub").exists()
