@@ -56,6 +56,11 @@ def _candidate_songs(plays, totals, allowed_songs, excluded_songs, min_plays, re
     if allowed_songs is not None:
         has = np.fromiter((i in allowed_songs for i in plays.item_ids), bool, plays.n_items)
         report.songs_without_audio = int((usable & ~has).sum())
+        if usable.any() and not (usable & has).any():
+            example = f" (e.g. {min(allowed_songs)!r})" if allowed_songs else ""
+            raise DcueError(f"none of the {int(usable.sum()):,} songs of the plays is among the "
+                            f"{len(allowed_songs):,} ids of --songs-with{example}: do the ids match? (melspec "
+                            "names items by track id: give --id-map unique_tracks.txt to map them to song ids).")
         usable &= has
     if min_plays > 1:
         low = usable & (totals < min_plays)

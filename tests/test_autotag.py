@@ -6,7 +6,7 @@ import sqlite3
 
 import numpy as np
 import pytest
-from conftest import invoke, shared_data
+from conftest import TAGGER, assert_absent, fails, invoke, shared_data
 
 from dcue_cli.autotag.dataset import prepare_dataset
 from dcue_cli.autotag.metrics import average_precision, per_tag_ap, per_tag_auc
@@ -384,3 +384,27 @@ def test_real_hetrec_wmf_artist_factors_carry_the_tags(tmp_path):
                              "--tag-names", folder / "tags.dat", "--json", "--device", "cpu"]).stdout)
     assert out["labels"]["items"] == 9081 and out["labels"]["test"] == 1816
     assert out["models"][0]["auc"] > 0.84
+
+
+# ----------------------------------------------------------------------------- messages that say the fix
+# (second round, helper REL-TRAIN)
+
+def test_an_empty_tags_file_says_it_holds_no_tags(world, tmp_path):
+    for data in (b"", b"\n\n"):
+        tags = tmp_path / "tags.tsv"
+        tags.write_bytes(data)
+        out = tmp_path / "pred.tsv"
+        fails(["autotag", world / "emb.h5", tags, *TAGGER, "--predict", out],
+              f"{tags} holds no tags: give a tags TSV of item<TAB>tag[<TAB>weight] lines, the MSD lastfm_tags.db, "
+              "or HetRec's user_taggedartists with --tag-names.")
+        assert_absent(out)
+
+
+def test_hetrec_tags_without_tag_names_say_to_give_them(world, tmp_path):
+    tags = tmp_path / "user_taggedartists.dat"
+    tags.write_bytes(b"userID\tartistID\ttagID\tday\tmonth\tyear\r\n2\t52\t13\t1\t4\t2009\r\n")
+    before = tags.read_bytes()
+    fails(["autotag", world / "emb.h5", tags, *TAGGER],
+          f"{tags} is HetRec's user_taggedartists (userID, artistID, tagID): give its tag names too, with "
+          "--tag-names tags.dat.")
+    assert tags.read_bytes() == before

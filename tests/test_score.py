@@ -345,3 +345,34 @@ def test_unknown_user_and_item_ids(world, tmp_path):
     assert (f"Warning: {world / 'emb.h5'} has no vector for 1 of the 7 songs to rank and 1 of the 34 users: such items "
             "rank below every other item (tied) and such users rank every item as a tie; --missing drop evaluates "
             "only what every file has instead") in result.stderr
+
+
+# ---- -k for queries, --splits from stdin, one stdin, missing files (second round, helper REL-TRAIN)
+
+
+def test_a_query_refuses_several_cut_offs(cold):
+    _, _plays, _splits, model = cold
+    for query in (["--user", "A"], ["--item", "t1"]):
+        r = invoke(["score", model, *query, "-k", "3,5"], expect=2)
+        assert "Invalid value for -k: '3,5': a --user/--item query prints one list: give one cut-off, e.g. -k 3." \
+            in r.stderr and "Traceback" not in r.stderr and not r.stdout
+
+
+def test_splits_from_stdin(world):
+    args = ["score", world / "emb.h5", "--plays", world / "plays.tsv", "--bootstrap", 100, "--json"]
+    from_file = invoke([*args, "--splits", world / "splits.tsv"]).stdout
+    from_stdin = invoke([*args, "--splits", "-"], input=(world / "splits.tsv").read_text()).stdout
+    assert from_stdin == from_file.replace(f"songs of {world / 'splits.tsv'}", "songs of -")
+
+
+def test_two_inputs_cannot_both_read_stdin(world):
+    r = invoke(["score", world / "emb.h5", "--plays", "-", "--splits", "-"], input="", expect=2)
+    assert "--plays and --splits cannot both read stdin: give all but one of them a file." in r.stderr
+
+
+def test_a_missing_option_file_exits_1_like_a_missing_argument(world, tmp_path):
+    """The rule: an input file that is not there is the data's problem (exit 1), argument or option."""
+    fails(["score", world / "emb.h5", "--plays", world / "plays.tsv", "--splits", tmp_path / "nope.tsv"],
+          f"{tmp_path / 'nope.tsv'} does not exist: check the path.")
+    fails(["score", world / "emb.h5", "--user", "u00", "--id-map", tmp_path / "nope.txt"],
+          f"{tmp_path / 'nope.txt'} does not exist: check the path.")

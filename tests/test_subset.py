@@ -210,3 +210,41 @@ def test_a_bad_plays_option_is_a_usage_error_exit_2(tmp_path, command, option, v
     result = invoke([*args, option, value], expect=2)
     assert error_line(result) == message
     assert (tmp_path / "p.tsv").read_text() == "u1\ts1\t1\n" and sorted(tmp_path.iterdir()) == [p]
+
+
+# ----------------------------------------------------------------------------- --songs-with that is no id list
+# (second round, helper REL-TRAIN)
+
+def test_songs_with_a_checkpoint_or_binary_file_is_named(toy, tmp_path):
+    import torch
+
+    from conftest import assert_absent, fails
+
+    model = tmp_path / "model.pt"
+    torch.save({"format": "dcue-model"}, model)
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(b"\x00\x01\x02binary\x00")
+    for path, what in ((model, "a torch file (a model checkpoint?)"), (blob, "a binary file")):
+        fails(["subset", toy / "plays.tsv", "-o", tmp_path / "sub", "--songs-with", path],
+              f"--songs-with {path} is {what}, not a mels HDF5 or a list of song ids: give the mels.h5 of "
+              "`dcue melspec` or a file of one id a line.")
+        assert_absent(tmp_path / "sub" / "plays.tsv")
+
+
+def test_songs_with_ids_that_match_no_song_says_so(toy, tmp_path):
+    from conftest import fails
+
+    fails(["subset", toy / "plays.tsv", "-o", tmp_path / "sub", "--songs-with", toy / "plays.tsv"],
+          "none of the 60 songs of the plays is among the 40 ids of --songs-with (e.g. 'U000'): do the ids match? "
+          "(melspec names items by track id: give --id-map unique_tracks.txt to map them to song ids).")
+    assert not (tmp_path / "sub").exists()
+
+
+@pytest.mark.parametrize("option", ["--songs-with", "--exclude", "--id-map"])
+def test_a_missing_option_file_exits_1_like_a_missing_argument(toy, tmp_path, option):
+    from conftest import fails
+
+    extra = ["--songs-with", toy / "mels.h5"] if option == "--id-map" else []
+    fails(["subset", toy / "plays.tsv", "-o", tmp_path / "sub", option, tmp_path / "nope.txt", *extra],
+          f"{tmp_path / 'nope.txt'} does not exist: check the path.")
+    assert not (tmp_path / "sub").exists()

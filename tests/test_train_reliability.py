@@ -223,3 +223,92 @@ def test_stop_signals_record_the_first_signal_and_raise_on_the_second():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.05)
     assert signal.getsignal(signal.SIGTERM) is before  # restored
+
+
+# ----------------------------------------------------------------------------- training resources, messages
+# and defaults (second round, helper REL-TRAIN)
+
+
+def _inputs_unchanged(toy):
+    return {name: (toy / name).read_bytes() for name in ("mels.h5", "plays.tsv", "splits.tsv")}
+
+
+def test_a_step_too_large_for_memory_is_refused_before_training(toy, tmp_path):
+    """batch x crops x crop_frames x n_mels past the free memory: one line naming what to lower."""
+    before = _inputs_unchanged(toy)
+    out = tmp_path / "m.pt"
+    r = invoke(toy_args(toy, out, "--crop-frames", "10000000"), expect=1)
+    text = error_line(r)
+    assert text.startswith("a training step needs about ") and "--crop-frames 10000000 x 16 mels" in text, text
+    assert text.endswith("free in host memory: lower --crop-frames, --batch-size or --negatives."), text
+    assert "epoch 1" not in r.stderr and not list(tmp_path.iterdir())
+    assert _inputs_unchanged(toy) == before
+
+
+def test_more_negatives_than_training_songs_is_refused(toy, tmp_path):
+    out = tmp_path / "m.pt"
+    r = invoke(toy_args(toy, out, "--negatives", "100000"), expect=1)
+    assert error_line(r) == ("--negatives 100000: there are only 36 training songs to draw negatives from: "
+                             "give --negatives 36 or fewer.")
+    assert not list(tmp_path.iterdir())
+    invoke(toy_args(toy, out, "--negatives", "36", "--epochs", "1", "--steps-per-epoch", "1"))  # the most is fine
+
+
+def test_splits_without_a_training_song_say_how_to_split(toy, tmp_path):
+    splits = tmp_path / "all_test.tsv"
+    splits.write_text("".join(f"{line.split()[0]}\ttest\n" for line in (toy / "splits.tsv").read_text().splitlines()))
+    args = toy_args(toy, tmp_path / "m.pt")
+    args[args.index("--splits") + 1] = splits
+    assert error_line(invoke(args, expect=1)) == (
+        f"{splits} has no training song (its 60 songs are all valid or test): split the songs again with a "
+        "train share, e.g. `dcue subset --split 0.7,0.1,0.2`.")
+
+
+def test_plays_of_held_out_songs_only_are_named(toy, tmp_path):
+    held = {line.split()[0] for line in (toy / "splits.tsv").read_text().splitlines() if not line.endswith("train")}
+    plays = tmp_path / "held_out.tsv"
+    plays.write_text("".join(line + "\n" for line in (toy / "plays.tsv").read_text().splitlines()
+                             if line.split("\t")[1] in held))
+    args = toy_args(toy, tmp_path / "m.pt")
+    args[args.index(toy / "plays.tsv")] = plays
+    text = error_line(invoke(args, expect=1))
+    assert text.startswith(f"none of the 24 songs of {plays} is a training song of {toy / 'splits.tsv'} "
+                           "(all are valid or test songs: held-out plays?)"), text
+
+
+def test_a_text_file_is_not_a_torch_checkpoint_not_code(toy, tmp_path):
+    out = tmp_path / "m.pt"
+    out.with_name("m.last.pt").write_text("user\titem\t3\n")
+    text = error_line(invoke(toy_args(toy, out, "--resume"), expect=1))
+    assert text == (f"{out.with_name('m.last.pt')} is not a dcue model checkpoint (a text file, not a torch "
+                    "checkpoint): write it with `dcue train`.")
+    out.with_name("m.last.pt").write_bytes(b"\x00\xff\x13binary")
+    assert "(not a torch file, not a torch checkpoint)" in error_line(invoke(toy_args(toy, out, "--resume"), expect=1))
+
+
+def _unfinished(model, out):
+    """MODEL.last.pt of a run that stopped after epoch 1 of 3 (as a kill between epochs leaves it)."""
+    import torch
+
+    ckpt = torch.load(model.with_name("model.last.pt"), weights_only=True)
+    ckpt["train_config"]["epochs"] = 3
+    torch.save(ckpt, out.with_name("m.last.pt"))
+    return out.with_name("m.last.pt")
+
+
+def test_starting_afresh_over_an_unfinished_run_is_refused_unless_fresh(model, toy, tmp_path):
+    out = tmp_path / "m.pt"
+    last = _unfinished(model, out)
+    before = last.read_bytes()
+    text = error_line(invoke(toy_args(toy, out, "--epochs", "1", "--steps-per-epoch", "1"), expect=1))
+    assert text == (f"{last} holds an unfinished run (stopped at epoch 2, step 0): continue it with --resume, or "
+                    "give --fresh to start afresh and replace it (or choose another -o).")
+    assert last.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.last.pt"]
+    r = invoke(toy_args(toy, out, "--epochs", "1", "--steps-per-epoch", "1", "--resume", "--fresh"), expect=2)
+    assert "--resume continues MODEL.last.pt and --fresh replaces it: give one of them." in r.stderr
+    assert last.read_bytes() == before
+    invoke(toy_args(toy, out, "--epochs", "1", "--steps-per-epoch", "1", "--fresh"))
+    assert last.read_bytes() != before and out.exists()
+    # a finished run's MODEL.last.pt is replaced as before (the run just written ran its one epoch)
+    r = invoke(toy_args(toy, out, "--epochs", "1", "--steps-per-epoch", "1"))
+    assert "starting afresh and replacing it" in r.stderr

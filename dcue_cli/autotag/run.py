@@ -6,6 +6,7 @@ label the items, train and measure one tagger per file, write the per-tag TSV an
 predictions, and return a report the command prints.
 """
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -121,18 +122,46 @@ def read_finite_embeddings(path):
 def read_tag_rows(tags_path, *, tag_names_path=None, id_map_path=None, min_weight: float = 0.0):
     """The (item, tag) rows that reach `min_weight`, items mapped to song ids through the id map."""
     from dcue_cli.io.idmap import read_id_map
+
+    if not tag_names_path and _is_hetrec(tags_path):
+        raise DcueError(f"{tags_path} is HetRec's user_taggedartists (userID, artistID, tagID): give its tag "
+                        "names too, with --tag-names tags.dat.")
+    items, tags = _read_tags(tags_path, tag_names_path, min_weight)
+    if not items:
+        if min_weight > 0 and (str(tags_path) == "-" or _read_tags(tags_path, tag_names_path, float("-inf"))[0]):
+            raise DcueError(f"{tags_path} has no tag with weight >= {min_weight:g}: lower --min-weight or "
+                            "check the file.")
+        raise DcueError(f"{tags_path} holds no tags: give a tags TSV of item<TAB>tag[<TAB>weight] lines, the "
+                        "MSD lastfm_tags.db, or HetRec's user_taggedartists with --tag-names.")
+    if id_map_path:
+        items, n_mapped = map_track_ids(items, read_id_map(id_map_path))
+        log.info(f"{id_map_path}: {n_mapped:,} of {len(items):,} tag rows mapped from track ids to song ids.")
+    return items, tags
+
+
+def _read_tags(tags_path, tag_names_path, min_weight):
     from dcue_cli.io.tags import read_hetrec_tags, read_tags
 
     if tag_names_path:
         items, tags, _ = read_hetrec_tags(tags_path, tag_names_path, min_weight=min_weight)
     else:
         items, tags, _ = read_tags(tags_path, min_weight=min_weight)
-    if not items:
-        raise DcueError(f"{tags_path} has no tag with weight >= {min_weight:g}: lower --min-weight or check the file.")
-    if id_map_path:
-        items, n_mapped = map_track_ids(items, read_id_map(id_map_path))
-        log.info(f"{id_map_path}: {n_mapped:,} of {len(items):,} tag rows mapped from track ids to song ids.")
     return items, tags
+
+
+def _is_hetrec(tags_path) -> bool:
+    """Whether a tags file opens with HetRec's user_taggedartists header (userID, artistID, tagID, ...)."""
+    from dcue_cli.io.tags import is_sqlite
+    from dcue_cli.io.text import open_text
+
+    if str(tags_path) == "-" or not os.path.isfile(tags_path) or is_sqlite(tags_path):
+        return False
+    try:
+        with open_text(tags_path, encoding="latin-1") as stream:
+            first = next((line for line in stream if line.strip()), "")
+    except (DcueError, OSError):
+        return False  # the reader says what is wrong with it
+    return [f.strip().lower() for f in first.split("\t")[:3]] == ["userid", "artistid", "tagid"]
 
 
 def check_shared_items(embeddings: Sequence, items: Sequence[str], tags_path) -> None:

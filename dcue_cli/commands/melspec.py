@@ -31,7 +31,7 @@ def parse_shard(text: str | None):
 @click.argument("audio", nargs=-1, required=True, type=click.Path(allow_dash=True))
 @output_option("The mels HDF5 to write; if it exists, the items already in it are kept and "
                "only new inputs are computed.")
-@click.option("--id-map", type=click.Path(exists=True, dir_okay=False),
+@click.option("--id-map", type=click.Path(dir_okay=False),
               help="MSD unique_tracks.txt: store each file (named by its track id) under its song id.")
 @click.option("--sr", "sample_rate", type=click.IntRange(min=1000), default=22050, show_default=True,
               help="Sample rate (Hz) the audio is resampled to (mono, soxr HQ).")

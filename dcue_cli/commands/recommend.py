@@ -16,7 +16,7 @@ from dcue_cli.options import device_option, plays_input_options
 @click.option("--items", "items", metavar="SPLIT|FILE",
               help="Rank only these items: train, valid or test (a split of --splits), or a file of item ids, "
                    "one a line (e.g. this week's new songs). Default: every item of EMBEDDINGS.")
-@click.option("--splits", type=click.Path(exists=True, dir_okay=False),
+@click.option("--splits", type=click.Path(dir_okay=False),
               help="The song splits, for --items SPLIT.")
 @click.option("--plays", type=click.Path(dir_okay=False, allow_dash=True),
               help="Plays of users the model does not know: they are folded in from the items they played, "
@@ -34,7 +34,7 @@ from dcue_cli.options import device_option, plays_input_options
               help="Fold-in als, log confidence: epsilon (default: the file's, else 1).")
 @click.option("--skip-unknown", is_flag=True,
               help="Leave out (and count) users neither in the file nor in --plays.")
-@click.option("--id-map", type=click.Path(exists=True, dir_okay=False),
+@click.option("--id-map", type=click.Path(dir_okay=False),
               help="MSD unique_tracks.txt, to print artist and title beside each item.")
 @click.option("-o", "--output", default="-", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
               help="Output TSV ('-': stdout, streamed; a file is written atomically).")

@@ -23,12 +23,19 @@ def _parse_ks(text: str) -> tuple:
     return tuple(dict.fromkeys(ks))
 
 
+def _one_stdin(inputs: dict) -> None:
+    """stdin can feed one input only."""
+    stdin = [flag for flag, value in inputs.items() if value == "-"]
+    if len(stdin) > 1:
+        raise click.UsageError(f"{' and '.join(stdin)} cannot both read stdin: give all but one of them a file.")
+
+
 @click.command("score")
 @click.argument("embeddings", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--plays", type=click.Path(dir_okay=False, allow_dash=True),
               help="Cold-start protocol: the plays of the subset (plays.tsv from `dcue subset`).")
-@click.option("--splits", type=click.Path(exists=True, dir_okay=False),
-              help="Cold-start protocol: the song splits (splits.tsv); also --items for queries.")
+@click.option("--splits", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Cold-start protocol: the song splits (splits.tsv, '-': stdin); also --items for queries.")
 @click.option("--on", "on_split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True,
               help="Cold-start protocol: the split whose songs are ranked.")
 @click.option("--train-plays", type=click.Path(dir_okay=False, allow_dash=True),
@@ -42,7 +49,8 @@ def _parse_ks(text: str) -> tuple:
               help="Counts of --popularity: 'evaluated' interactions (an oracle, as in the paper) or 'train' "
                    "plays (warm only); auto: train when there are training plays, else evaluated.")
 @click.option("-k", "k_text", default="10", show_default=True, metavar="K[,K...]",
-              help="Cut-offs of precision/recall/nDCG/MAP, e.g. 10,50,100 (queries: how many items).")
+              help="Cut-offs of precision/recall/nDCG/MAP, e.g. 10,50,100 (a --user/--item query: one K, "
+                   "how many items).")
 @click.option("--missing", type=click.Choice(["penalize", "drop"]), default="penalize", show_default=True,
               help="Items or users without a vector in a file: 'penalize' ranks such items last (tied) and "
                    "gives such users all-tied scores; 'drop' evaluates only what every file has.")
@@ -62,7 +70,7 @@ def _parse_ks(text: str) -> tuple:
 @click.option("--item", "query_item", help="Query: print the -k items nearest to this item id (TSV).")
 @click.option("--exclude-played", type=click.Path(dir_okay=False, allow_dash=True),
               help="Query --user: leave out the items the user played in this plays file.")
-@click.option("--id-map", type=click.Path(exists=True, dir_okay=False),
+@click.option("--id-map", type=click.Path(dir_okay=False),
               help="Query: MSD unique_tracks.txt, to print artist and title beside each item.")
 @click.option("--items", "query_items", type=click.Choice(["all", "train", "valid", "test"]), default="all",
               show_default=True, help="Query: rank only the songs of this split of --splits.")
@@ -96,8 +104,13 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
     from dcue_cli.io.rows import parse_columns, parse_header_option
 
     ks = _parse_ks(k_text)
+    _one_stdin({"--plays": plays, "--splits": splits, "--train-plays": train_plays, "--test-plays": test_plays,
+                "--exclude-played": exclude_played})
     read_opts = {"columns": parse_columns(columns, 3), "header": parse_header_option(header), "skip_bad": skip_bad}
     if query_user is not None or query_item is not None:
+        if len(ks) > 1:
+            raise click.BadParameter(f"{k_text!r}: a --user/--item query prints one list: give one cut-off, "
+                                     f"e.g. -k {ks[0]}.", param_hint="-k")
         _query(embeddings, query_user, query_item, ks[0], exclude_played, id_map, query_items, splits, read_opts,
                conflicting={"--plays": plays, "--train-plays": train_plays, "--test-plays": test_plays,
                             "--popularity": popularity, "--json": as_json, "--per-user": per_user,

@@ -17,11 +17,11 @@ from dcue_cli.options import plays_input_options, seed_option
 @click.option("--split", "split_text", default="0.7,0.1,0.2", show_default=True,
               help="Fractions of songs for train,valid,test (split at random, seeded).")
 @seed_option()
-@click.option("--songs-with", type=click.Path(exists=True, dir_okay=False),
+@click.option("--songs-with", type=click.Path(dir_okay=False),
               help="Keep only songs listed here: a mels HDF5 from `dcue melspec` or an id list.")
-@click.option("--id-map", type=click.Path(exists=True, dir_okay=False),
+@click.option("--id-map", type=click.Path(dir_okay=False),
               help="MSD unique_tracks.txt, to map the track ids of --songs-with to song ids.")
-@click.option("--exclude", type=click.Path(exists=True, dir_okay=False),
+@click.option("--exclude", type=click.Path(dir_okay=False),
               help="Songs to leave out: the MSD sid_mismatches.txt or an id list.")
 @click.option("--min-plays", type=click.IntRange(min=1), default=1, show_default=True,
               help="Leave out songs with fewer total plays than this.")

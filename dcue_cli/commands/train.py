@@ -114,6 +114,10 @@ def _int_list(text, name):
 @click.option("--resume", is_flag=True,
               help="Continue MODEL.last.pt where it stopped (same settings and random state); --epochs, "
                    "--patience, --cache, --jobs, --log-every, --compile and --no-amp may change.")
+@click.option("--fresh", is_flag=True,
+              help="Start afresh over an unfinished run's MODEL.last.pt, replacing it. Without --resume or "
+                   "--fresh, train refuses to discard an interrupted run (a finished run's MODEL.last.pt is "
+                   "replaced).")
 @click.option("--log-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also log the running loss every N steps (0: once per epoch).")
 @plays_input_options
@@ -122,7 +126,7 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
         shared_negatives, in_batch_negatives, listeners_per_song, temperature, weighting, batch_size, optimizer, lr, momentum,
         lr_decay, plateau_factor, plateau_patience, curves, weight_decay, epochs, steps_per_epoch, patience,
         conv_channels, conv_kernels, pool_sizes, embed_dim, user_embed_dim, user_hidden, crop_frames, batch_norm,
-        no_centre_init, device, cache, jobs, compile_, no_amp, seed, resume, log_every, columns, header, skip_bad):
+        no_centre_init, device, cache, jobs, compile_, no_amp, seed, resume, fresh, log_every, columns, header, skip_bad):
     """Train the deep content-user embedding model on MELS (from `dcue melspec`) and PLAYS.
 
     Users are embedded by a lookup and an MLP, songs by a 1-D CNN over random 3-second crops
@@ -152,6 +156,8 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
     from dcue_cli.train.config import TrainConfig
     from dcue_cli.train.run import run_train
 
+    if resume and fresh:
+        raise click.UsageError("--resume continues MODEL.last.pt and --fresh replaces it: give one of them.")
     if objective == "regress" and not target:
         raise click.UsageError("--objective regress needs --target wmf.h5 (from `dcue wmf --fit-on train`).")
     if target and objective != "regress":
@@ -188,7 +194,7 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
                 if ctx.get_parameter_source(name) == source.COMMANDLINE}
 
     report = run_train(mels, plays, splits, output, cfg, model_overrides, device=device, target=target,
-                       resume=resume, explicit=explicit, columns=parse_columns(columns, 3),
+                       resume=resume, fresh=fresh, explicit=explicit, columns=parse_columns(columns, 3),
                        header=parse_header_option(header), skip_bad=skip_bad)
     if report.interrupted:
         ctx.exit(130)

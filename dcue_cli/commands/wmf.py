@@ -13,7 +13,7 @@ from dcue_cli.options import (
 
 @click.command("wmf")
 @click.argument("plays", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--splits", type=click.Path(exists=True, dir_okay=False),
+@click.option("--splits", type=click.Path(dir_okay=False),
               help="Song splits (item_id<TAB>train|valid|test) from `dcue subset`; needs --fit-on.")
 @click.option("--fit-on", type=click.Choice(["all", "train"]), default=None,
               help="With --splits: 'all' fits every song (the paper's WMF row: an upper bound, not a "

@@ -18,6 +18,8 @@ from dcue_cli.io.mels import is_hdf5
 
 CHECKPOINT_FORMAT = "dcue-model"
 CHECKPOINT_VERSION = 1
+# what a torch.save file starts with: a zip archive (torch >= 1.6) or a protocol-2+ pickle (older)
+TORCH_HEADS = (b"PK\x03\x04", b"\x80")
 CHECKPOINT_KEYS = ("model", "model_config", "train_config", "user_ids", "normalisation", "feature_config")
 
 
@@ -45,6 +47,10 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if is_hdf5(path):
         raise DcueError(f"{path} is an HDF5 file (mels or embeddings?), not a dcue model checkpoint: give the "
                         "model.pt written by `dcue train`.")
+    if not head.startswith(TORCH_HEADS):
+        kind = "a text file" if _looks_like_text(head) else "not a torch file"
+        raise DcueError(f"{path} is not a dcue model checkpoint ({kind}, not a torch checkpoint): "
+                        "write it with `dcue train`.")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
@@ -65,6 +71,14 @@ def load_checkpoint(path, map_location="cpu") -> dict:
                         "write it again with `dcue train`.")
     return ckpt
 
+
+def _looks_like_text(head: bytes) -> bool:
+    """Whether a file's first bytes are printable text (a TSV or list given as a checkpoint)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
 def model_from_checkpoint(ckpt: dict, path="the checkpoint"):

@@ -4,6 +4,8 @@
 
 import re
 
+from dcue_cli.errors import DcueError
+
 _MISMATCH = re.compile(r"<(SO[A-Z0-9]{16})\s+(TR[A-Z0-9]{16})>")
 
 
@@ -31,7 +33,30 @@ def read_song_set(path, id_map: dict | None = None) -> set:
     from dcue_cli.io.idmap import read_id_list
     from dcue_cli.io.mels import is_hdf5, read_mels_ids
 
-    ids = read_mels_ids(path, "--songs-with") if is_hdf5(path) else read_id_list(path)
+    if is_hdf5(path):
+        ids = read_mels_ids(path, "--songs-with")
+    else:
+        _refuse_binary(path, "--songs-with")
+        ids = read_id_list(path)
     if id_map:
         ids = [id_map[i][0] if i in id_map else i for i in ids]
     return set(ids)
+
+
+def _refuse_binary(path, option: str) -> None:
+    """A checkpoint or other binary file where an id list is expected: said, not read as ids."""
+    from dcue_cli.io.checkpoints import TORCH_HEADS
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return  # the text reader names the problem
+    if head.startswith(TORCH_HEADS):
+        what = "a torch file (a model checkpoint?)"
+    elif b"\x00" in head and not head.startswith(b"\x1f\x8b"):
+        what = "a binary file"
+    else:
+        return
+    raise DcueError(f"{option} {path} is {what}, not a mels HDF5 or a list of song ids: give the mels.h5 "
+                    "of `dcue melspec` or a file of one id a line.")

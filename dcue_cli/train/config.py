@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from dcue_cli import log
+from dcue_cli.errors import DcueError
 
 OBJECTIVES = ("hinge", "softmax", "regress")
 # what may change when a run is resumed; everything else comes from its checkpoint
@@ -85,6 +86,38 @@ def curves_path(output) -> Path:
 
 def log_path(output) -> Path:
     return sibling(output, ".log.tsv")
+
+
+def is_finished(ckpt) -> bool:
+    """Whether a MODEL.last.pt is a run that ended (all its epochs, or stopped early), not one cut short."""
+    pos, best, saved = ckpt.get("position", {}), ckpt.get("best", {}), ckpt.get("train_config", {})
+    if int(pos.get("step_in_epoch", 0)) > 0:
+        return False
+    epochs, patience = int(saved.get("epochs", 0)), int(saved.get("patience", 0))
+    stopped = patience > 0 and best.get("auc") is not None and int(best.get("bad_epochs", 0)) >= patience
+    return int(pos.get("epoch", 0)) >= epochs or stopped
+
+
+def refuse_to_discard(output, resume: bool, fresh: bool) -> None:
+    """Starting afresh would replace MODEL.last.pt: refused while it holds an unfinished run, unless --fresh.
+
+    A finished run's MODEL.last.pt is replaced as before (its best model is MODEL.pt); a file
+    that is no dcue checkpoint cannot be resumed, so it is no run to lose either.
+    """
+    from dcue_cli.io.checkpoints import load_checkpoint
+
+    last = last_path(output)
+    if resume or fresh or not last.exists():
+        return
+    try:
+        ckpt = load_checkpoint(last)
+    except DcueError:
+        return
+    if not is_finished(ckpt):
+        pos = ckpt["position"]
+        raise DcueError(f"{last} holds an unfinished run (stopped at epoch {int(pos['epoch']) + 1}, step "
+                        f"{int(pos['step_in_epoch'])}): continue it with --resume, or give --fresh to start "
+                        "afresh and replace it (or choose another -o).")
 
 
 def resumed_config(ckpt, cfg: TrainConfig, model_overrides: dict, explicit: set, master: bool = True) -> TrainConfig:

@@ -65,6 +65,10 @@ def load_training_data(mel_ids, lengths, plays, splits: dict, *, mels_name="mels
     valid_items = np.flatnonzero((split_codes == 1) & (lengths > 0))
     if len(train_items) == 0:
         n_train = sum(1 for s in splits.values() if s == "train")
+        if n_train == 0:
+            raise DcueError(f"{splits_name} has no training song (its {len(splits):,} songs are all valid or "
+                            "test): split the songs again with a train share, e.g. `dcue subset --split "
+                            "0.7,0.1,0.2`.")
         raise DcueError(f"none of the {n_train} training songs of {splits_name} has frames in {mels_name}: "
                         "do the ids match? (melspec writes track ids unless given --id-map unique_tracks.txt)")
     train_pos = np.full(len(mel_ids), -1, np.int64)
@@ -79,6 +83,7 @@ def load_training_data(mel_ids, lengths, plays, splits: dict, *, mels_name="mels
     row_train[row_ok] = train_pos[row_mel[row_ok]] >= 0
     row_valid[row_ok] = valid_pos[row_mel[row_ok]] >= 0
     if not row_train.any():
+        _no_training_play(item_split, plays_name, splits_name)
         raise DcueError(f"no play of {plays_name} is of a training song with frames in {mels_name}: "
                         f"check that {plays_name}, {splits_name} and {mels_name} describe the same songs.")
 
@@ -101,6 +106,15 @@ def load_training_data(mel_ids, lengths, plays, splits: dict, *, mels_name="mels
         valid_users=row_user[row_valid], valid_pair_items=valid_pos[row_mel[row_valid]],
         stats=stats,
     )
+
+
+def _no_training_play(item_split, plays_name, splits_name) -> None:
+    """When no play is of a training song because every song played is held out: say so."""
+    held_out = (item_split == 1) | (item_split == 2)
+    if (item_split != 0).all() and held_out.any():
+        raise DcueError(f"none of the {int(held_out.sum()):,} songs of {plays_name} is a training song of "
+                        f"{splits_name} (all are valid or test songs: held-out plays?): train on the plays "
+                        "the splits were made with (`dcue subset` writes plays.tsv beside splits.tsv).")
 
 
 def _dropped(item_split, known, has_frames, plays_name, splits_name) -> dict:

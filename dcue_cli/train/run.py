@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from dcue_cli import log
-from dcue_cli.train.config import TrainConfig, TrainingInterrupted
+from dcue_cli.train.config import TrainConfig, TrainingInterrupted, refuse_to_discard
 
 
 @dataclass
@@ -19,14 +19,18 @@ class TrainReport:
 
 
 def run_train(mels, plays, splits, output, cfg: TrainConfig, model_overrides: dict, *, device="auto",
-              target=None, resume=False, explicit=(), columns=(0, 1, 2), header=None,
+              target=None, resume=False, fresh=False, explicit=(), columns=(0, 1, 2), header=None,
               skip_bad=False) -> TrainReport:
-    """Train on MELS and PLAYS (split by SPLITS) into OUTPUT; Ctrl-C saves and reports `interrupted`."""
+    """Train on MELS and PLAYS (split by SPLITS) into OUTPUT; Ctrl-C saves and reports `interrupted`.
+
+    Without `resume`, an unfinished run's MODEL.last.pt is refused unless `fresh` (nothing is lost).
+    """
     from dcue_cli.io.embeddings import read_embeddings
     from dcue_cli.io.plays import read_plays
     from dcue_cli.io.splits import read_splits
     from dcue_cli.train.loop import Trainer
 
+    refuse_to_discard(output, resume, fresh)
     target_emb = read_embeddings(target, need_users=True) if target else None
     if target_emb is not None:
         fit_on = str(target_emb.attrs.get("fit_on", ""))

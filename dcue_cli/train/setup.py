@@ -75,10 +75,67 @@ def train_source(reader, data, mean, std, crop: int, cache_mode: str, cache_devi
                          crop, cache_device, desc="caching training mels")
 
 
+# a step's memory over its crops' own bytes: the crops, the audio network's activations kept for
+# the backward pass and their gradients (measured: 8.5x with the default network, float32, CPU)
+STEP_MEMORY_FACTOR = 10
+
+
+def crops_per_step(cfg) -> int:
+    """Crops through the audio network per step (per process), as the samplers cut them."""
+    if cfg.objective == "regress":
+        return cfg.batch_size
+    if cfg.shared_negatives:
+        return -(-cfg.batch_size // cfg.listeners_per_song) + cfg.negatives
+    return cfg.batch_size * (1 + cfg.negatives)
+
+
+def check_negatives(cfg, n_train: int) -> None:
+    """More negatives than training songs draws the same songs again and again (and costs a step
+    per crop): refused, naming the most that makes sense."""
+    if cfg.objective != "regress" and cfg.negatives > n_train:
+        raise DcueError(f"--negatives {cfg.negatives}: there are only {n_train:,} training songs to draw "
+                        f"negatives from: give --negatives {n_train} or fewer.")
+
+
+def check_step_memory(cfg, source, device) -> None:
+    """A step's crops and activations must fit the memory free now (the GPU's too), before the first."""
+    from dcue_cli.runtime import available_memory
+
+    n_mels = source.frames.shape[-1] if hasattr(source, "frames") else source.reader.n_mels
+    crops = crops_per_step(cfg)
+    need = STEP_MEMORY_FACTOR * crops * source.crop * n_mels * 4
+    free, where = available_memory(), "in host memory"
+    gpu = _training_gpu(device)
+    if gpu is not None:
+        import torch
+
+        gpu_free = torch.cuda.mem_get_info(gpu)[0]
+        if gpu_free < free:
+            free, where = gpu_free, f"on {gpu}"
+    if need > free:
+        lower = ("--crop-frames or --batch-size" if cfg.objective == "regress"
+                 else "--crop-frames, --batch-size or --negatives")
+        raise DcueError(f"a training step needs about {need / 1e9:.1f} GB ({crops:,} crops of --crop-frames "
+                        f"{source.crop} x {n_mels} mels, with the network's activations) but {free / 1e9:.1f} GB "
+                        f"is free {where}: lower {lower}.")
+
+
+def _training_gpu(device):
+    """The CUDA device the model trains on: the cache's, else the current one once CUDA is in use."""
+    import torch
+
+    if getattr(device, "type", None) == "cuda":
+        return device
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.device("cuda", torch.cuda.current_device())
+    return None
+
+
 def regression_sampler(data, target, source, cfg, device, dist, names, mels_name, master):
     """Batches of (training song, its WMF factors in units of their std); returns (sampler, scale)."""
     from dcue_cli.train.sampling import ItemSampler
 
+    check_step_memory(cfg, source, device)
     item_rows = data.train_items
     index = {m: k for k, m in enumerate(target.item_ids)}
     have = np.array([index.get(m, -1) for m in data.mel_ids[item_rows]])
@@ -102,6 +159,8 @@ def pair_sampler(data, source, cfg, device, dist):
     """Batches of (user, played song, negatives) for the ranking objectives."""
     from dcue_cli.train.sampling import PairSampler
 
+    check_negatives(cfg, len(data.train_items))
+    check_step_memory(cfg, source, device)
     try:
         return PairSampler(
             data, source, batch_size=cfg.batch_size, negatives=cfg.negatives, seed=cfg.seed,
