@@ -134,6 +134,9 @@ class _Run:
         self.report.present = len(self.inputs.ids) - len(self.todo)
         if writer.resumed_items:
             log.info(f"resuming: {writer.resumed_items} items kept from an interrupted run in {writer.partial}")
+        if writer.resumes_overwrite and writer.output.exists():
+            log.info(f"finishing an interrupted --overwrite run: the items of {writer.output} are replaced "
+                     f"by those of this run when it completes (as --overwrite asked)")
         self.ready, self.ready_cpu = time.perf_counter(), time.process_time()
         bar = log.progress(total=len(self.todo), desc="melspec", unit="file")
         try:
@@ -142,7 +145,9 @@ class _Run:
             bar.close()
             writer.commit()
             log.warning(f"interrupted: the {writer.appended} items computed are kept in {writer.partial}; "
-                        f"rerun the same command to finish.")
+                        + ("rerun the same command without --overwrite to finish (it still replaces "
+                           f"{writer.output}; with --overwrite it starts afresh)." if writer.replacing
+                           else "rerun the same command to finish."))
             raise
         finally:
             bar.close()

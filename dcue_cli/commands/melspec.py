@@ -68,7 +68,8 @@ def parse_shard(text: str | None):
               help="Join mels files instead: AUDIO are shard files made with the same settings.")
 @click.option("--overwrite", is_flag=True,
               help="Start afresh: ignore the existing output and any interrupted run's work "
-                   "(the old file is replaced only when the new one is complete).")
+                   "(the old file is replaced only when the new one is complete). An interrupted "
+                   "--overwrite run is finished by a rerun without --overwrite, and still replaces the file.")
 @click.option("--strict", is_flag=True,
               help="Stop at the first file that cannot be used, and refuse several tracks of one song.")
 @click.option("--checkpoint-every", type=click.FloatRange(min=0), default=30.0, show_default=True,
