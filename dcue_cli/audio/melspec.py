@@ -158,15 +158,17 @@ class _Run:
         work = [(i, self.inputs.paths[i]) for i in self.todo]
         while work:
             retry = []
-            for item_id, path, outcome in self._outcomes(work, interrupts, bar):
-                if outcome.mel is not None:
-                    writer.append(item_id, outcome.mel, outcome.stats)
-                    continue
-                self.failures.append((path, outcome.reason))
-                if self.strict:
-                    raise _strict_error(path, outcome.reason)
-                if untried.get(item_id):
-                    retry.append((item_id, untried[item_id].pop(0)))
+            # closing: an error here shuts the workers down now, not when the traceback is freed
+            with contextlib.closing(self._outcomes(work, interrupts, bar)) as results:
+                for item_id, path, outcome in results:
+                    if outcome.mel is not None:
+                        writer.append(item_id, outcome.mel, outcome.stats)
+                        continue
+                    self.failures.append((path, outcome.reason))
+                    if self.strict:
+                        raise _strict_error(path, outcome.reason)
+                    if untried.get(item_id):
+                        retry.append((item_id, untried[item_id].pop(0)))
             work = retry
             if retry:
                 bar.total += len(retry)
