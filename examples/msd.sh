@@ -77,10 +77,11 @@ if [ -n "$SID_MISMATCHES" ]; then need "$SID_MISMATCHES" SID_MISMATCHES; exclude
 # --- 1. candidates: which previews to compute ------------------------------------------------------
 # Only the CANDIDATES most played songs that have a preview need mels (SONGS plus a margin for
 # previews that fail to decode: step 3 keeps the SONGS most played of those that did), not the
-# whole folder of ~1 M previews: some 35 times less work and disk. One preview per song id (a few
-# song ids have several tracks, which melspec --id-map would refuse).
+# whole folder of ~1 M previews: some 35 times less work and disk. Every preview of those songs is
+# listed (a few songs have several tracks, re-releases): melspec --id-map keeps one per song, the
+# first in track-id order that decodes, and lists the others in mels.h5.failures.tsv.
 candidates() {
-  if [ "$CANDIDATES" = 0 ]; then log "1. candidates: every preview (one per song) -> $MELSPEC_LIST"
+  if [ "$CANDIDATES" = 0 ]; then log "1. candidates: every preview -> $MELSPEC_LIST"
   else log "1. candidates: the $CANDIDATES most played songs with a preview -> $MELSPEC_LIST"; fi
   need "$PREVIEWS" PREVIEWS
   if [ -s "$OUT/previews.txt" ]; then echo "cached: $OUT/previews.txt (rm it if $PREVIEWS changed)" >&2; else
@@ -95,12 +96,12 @@ candidates() {
     rm -f "$OUT/candidates/plays.tsv"  # every play of those songs: large, and not needed
     songs=$OUT/candidates/splits.tsv all=
   fi
-  # wanted songs (item<TAB>split) + track<SEP>song<SEP>... + preview paths -> one path per song
+  # wanted songs (item<TAB>split) + track<SEP>song<SEP>... + preview paths -> the paths of their previews
   cat_any "$UNIQUE_TRACKS" | awk -F '<SEP>' -v songs="$songs" -v all="$all" '
     BEGIN { while ((getline line < songs) > 0) { split(line, f, "\t"); want[f[1]] = 1 } }
     NR == FNR { song[$1] = $2; next }
     { t = $0; sub(/.*\//, "", t); sub(/\.[^.]*$/, "", t); s = song[t]
-      if (s != "" && (all || s in want) && !(s in done)) { done[s] = 1; print } }' - "$OUT/previews.txt" \
+      if (s != "" && (all || s in want)) print }' - "$OUT/previews.txt" \
     > "$MELSPEC_LIST.tmp"
   [ -s "$MELSPEC_LIST.tmp" ] || die "no file in $PREVIEWS is named by a track id of $UNIQUE_TRACKS"
   mv "$MELSPEC_LIST.tmp" "$MELSPEC_LIST"

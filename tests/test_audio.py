@@ -59,6 +59,19 @@ def test_contradicting_settings_are_refused():
     with pytest.raises(ValueError, match="dtype must be float16 or float32"):
         FeatureConfig(dtype="int8")
 
+def test_mel_bands_that_cover_no_fft_bin_are_refused_as_misuse(tmp_path):
+    """--n-mels 256 --n-fft 64 gave 194 bands that are 0 for every file, with no word said."""
+    make_wav(tmp_path / "a.wav")
+    out = tmp_path / "m.h5"
+    result = invoke(["melspec", tmp_path / "a.wav", "-o", out, "-j", "0", "--n-mels", 256, "--n-fft", 64,
+                     "--hop-length", 32], expect=2)
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: --n-mels 256 with --n-fft 64: 194 of the 256 mel bands fall between two FFT bins "
+        "(344.531 Hz apart) and would always be 0: lower --n-mels or raise --n-fft.")
+    assert not out.exists() and not (tmp_path / "m.h5.partial").exists()
+    FeatureConfig(n_mels=128, n_fft=512)  # the paper's bands need no more than this
+
 def test_float16_cast_is_numpys_bit_for_bit():
     # Every float32 in [0, 65504] was checked once (1.2e9 values, ~80 s); here the edges: zero,
     # the subnormals, the normal/subnormal boundary, ties to even, the largest float16.

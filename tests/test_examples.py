@@ -26,6 +26,9 @@ DCUE = f"{sys.executable} -m dcue_cli -q"
 TINY_TRAINING = {"EPOCHS": "1", "BATCH_SIZE": "8", "TRAIN_ARGS": "--steps-per-epoch 2",
                  "DCUE_ARGS": "--listeners-per-song 4", "AUTOTAG_ARGS": "--epochs 3"}
 MISMATCHED = 2  # songs listed in the fake sid_mismatches.txt
+# Songs with a second track (re-releases, as unique_tracks.txt has): (song index, the extra track's
+# id before or after the first one's, whether its preview decodes).
+RERELEASES = ((2, "before", False), (3, "after", True), (4, "before", True))
 
 
 def make_fake_msd(root: Path, synth_dir: Path) -> dict:
@@ -38,7 +41,16 @@ def make_fake_msd(root: Path, synth_dir: Path) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, folder / path.name)
     shutil.copy(synth_dir / "train_triplets.txt", root / "train_triplets.txt")
-    shutil.copy(synth_dir / "unique_tracks.txt", root / "unique_tracks.txt")
+    with (root / "unique_tracks.txt").open("w") as out:
+        out.write((synth_dir / "unique_tracks.txt").read_text())
+        for index, where, decodes in RERELEASES:
+            track, song, artist, title = tracks[index]
+            extra = ("TRAAA" if where == "before" else "TRZZZ") + track[5:]
+            folder = previews / extra[2] / extra[3] / extra[4]
+            folder.mkdir(parents=True, exist_ok=True)
+            original = next((synth_dir / "audio").rglob(f"{track}.mp3"))
+            (folder / f"{extra}.mp3").write_bytes(original.read_bytes() if decodes else b"")
+            out.write(f"{extra}<SEP>{song}<SEP>{artist}<SEP>{title} (Remastered)\n")
     # The Taste Profile's list of songs matched to the wrong track, in its own format.
     with (root / "sid_mismatches.txt").open("w") as out:
         for track, song, artist, title in tracks[:MISMATCHED]:
@@ -61,6 +73,8 @@ def make_fake_msd(root: Path, synth_dir: Path) -> dict:
     con.commit()
     con.close()
     return {"songs": {song for _, song, *_ in tracks}, "mismatched": {song for _, song, *_ in tracks[:MISMATCHED]},
+            "rereleased": {tracks[index][1] for index, *_ in RERELEASES},
+            "rereleased_usable": {tracks[index][1] for index, _, decodes in RERELEASES if decodes},
             "tag_rows": len(tagged), "tagged_songs": set(tagged), "tags": set(tag_rows)}
 
 
@@ -124,6 +138,12 @@ def test_msd_recipe_without_training(fake_msd, tmp_path):
     assert kept <= mels_ids(out / "mels.h5") <= facts["songs"]
     assert not kept & facts["mismatched"]
     assert len(kept) == len(facts["songs"]) - MISMATCHED
+    # several tracks of one song: one kept (the next when the first does not decode), the rest listed
+    assert facts["rereleased"] <= mels_ids(out / "mels.h5")
+    listed = sorted(line.split("\t")[1].split(" (")[0]
+                    for line in (out / "mels.h5.failures.tsv").read_text().splitlines())
+    used_elsewhere = sorted(facts["rereleased_usable"])
+    assert listed == [f"another track of song {song} is used" for song in used_elsewhere] + ["empty file"]
     assert set(splits_of(out).values()) == {"train", "valid", "test"}
     if has_matplotlib():
         assert (out / "recommendation.png").is_file()
@@ -141,12 +161,13 @@ def test_msd_recipe_without_training(fake_msd, tmp_path):
         assert f"cached: {out / name}" in again.stderr
 
 
-def test_msd_recipe_stops_at_candidates_and_picks_one_preview_per_song(fake_msd, tmp_path):
+def test_msd_recipe_stops_at_candidates_and_lists_the_previews_of_the_most_played_songs(fake_msd, tmp_path):
     msd, _facts = fake_msd
     out = tmp_path / "out"
     run_script(MSD_SH, {"MSD": msd, "OUT": out, "STOP_AFTER": "candidates", "SONGS": 10}, cwd=tmp_path)
     listed = (out / "melspec.list").read_text().split()
-    assert len(listed) == 11  # SONGS + 10%: a margin for previews that fail to decode
+    song_of = {line.split("<SEP>")[0]: line.split("<SEP>")[1] for line in (msd / "unique_tracks.txt").open()}
+    assert len({song_of[Path(p).stem] for p in listed}) == 11  # SONGS + 10%: a margin for previews that fail
     assert all(Path(p).is_file() and Path(p).parent.parent.parent.parent.name == "7digital" for p in listed)
     assert not (out / "mels.h5").exists()
 

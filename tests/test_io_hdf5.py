@@ -222,3 +222,25 @@ def test_nan_infinite_or_overflowing_vectors_are_refused(world, tmp_path, bad):
     assert text.startswith(f"{path}: ") and "scores are NaN or infinite" in text
     if bad == "nan item":  # autotag reads item vectors only, and standardises them
         assert error_line(invoke(["autotag", path, world / "tags.tsv", *TAGGER], expect=1)).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize("word", ["item", "user"])
+def test_duplicate_ids_in_an_embeddings_file_are_refused(world, tmp_path, word):
+    emb = read_embeddings(world / "emb.h5", need_users=True)
+    items, users = emb.item_ids.copy(), emb.user_ids.copy()
+    if word == "item":
+        items[7] = items[3]
+    else:
+        users[20] = users[5]
+    path = tmp_path / "dup.h5"
+    write_embeddings(path, Embeddings(items, emb.item_vectors, users, emb.user_vectors, source="wmf"))
+    before = path.read_bytes()
+    value, row = (items[3], 7) if word == "item" else (users[5], 20)
+    message = (f"{path}: {word} {value!r} appears twice in /{word}s/ids (again at row {row}): "
+               f"each {word} needs one vector; write the file again.")
+    fails(["score", path, *cold(world)], message)
+    if word == "item":
+        out = tmp_path / "pred.tsv"
+        fails(["autotag", path, world / "tags.tsv", *TAGGER, "--predict", out], message)
+        assert_absent(out)
+    assert path.read_bytes() == before

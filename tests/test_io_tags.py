@@ -118,6 +118,10 @@ def assert_absent(*targets):
                               "(item_id<TAB>tag[<TAB>weight]), found 1: 's02'")),
     (b"s01\trock\t50\ns02\tjazz\tlots\n", ("{p}:2: tag weight 'lots' is not a number: use "
                                          "item_id<TAB>tag<TAB>weight with a numeric weight (Last.fm: 0-100).")),
+    (b"s01\trock\t50\ns02\tjazz\tnan\n", ("{p}:2: tag weight 'nan' is not a finite number: use "
+                                        "item_id<TAB>tag<TAB>weight with a numeric weight (Last.fm: 0-100).")),
+    (b"s01\trock\t-inf\n", ("{p}:1: tag weight '-inf' is not a finite number: use "
+                           "item_id<TAB>tag<TAB>weight with a numeric weight (Last.fm: 0-100).")),
     (b"", "{p} holds no tags: give a tags TSV of item<TAB>tag[<TAB>weight] lines, the MSD lastfm_tags.db, or "
           "HetRec's user_taggedartists with --tag-names."),
     (b"x1\trock\nx2\tjazz\n", ("no item of {p} has a vector in {e}: their ids differ (e.g. 'x1' in the tags, "
@@ -156,3 +160,27 @@ def test_bad_id_map_line_is_named_by_every_command(world, tmp_path, command):
     assert_absent(tmp_path / "m.h5", tmp_path / "sub" / "plays.tsv")
     path.write_text("\n")
     fails(args, f"{path} is empty: expected MSD unique_tracks.txt lines.")
+
+
+@pytest.mark.parametrize("command", ["melspec", "subset", "score", "autotag"])
+def test_a_plays_file_given_as_id_map_is_refused(world, tmp_path, command):
+    """user<TAB>song<TAB>count has three fields: read as an id map it gave garbage artists."""
+    path = world / "plays.tsv"
+    first = path.read_text().splitlines()[0]
+    message = (f"{path}:1: expected track_id<SEP>song_id<SEP>artist<SEP>title, found {first!r}: "
+               "give the MSD unique_tracks.txt.")
+    args = {"melspec": ["melspec", world / "ch1.wav", "-o", tmp_path / "m.h5", "--id-map", path],
+            "subset": ["subset", world / "plays.tsv", "-o", tmp_path / "sub", "--songs-with", world / "splits.tsv",
+                       "--id-map", path],
+            "score": ["score", world / "emb.h5", "--user", "u01", "--id-map", path],
+            "autotag": ["autotag", world / "emb.h5", world / "tags.tsv", "--id-map", path, *TAGGER]}[command]
+    before = path.read_bytes()
+    fails(args, message)
+    assert_absent(tmp_path / "m.h5", tmp_path / "sub" / "plays.tsv")
+    assert path.read_bytes() == before
+
+
+def test_id_map_line_without_a_song_id_is_refused(tmp_path):
+    (tmp_path / "u.txt").write_text("TRA<SEP>SOA<SEP>a<SEP>t\nTRB<SEP> <SEP>b<SEP>t\n")
+    with pytest.raises(DcueError, match=r"u.txt:2: expected track_id<SEP>song_id<SEP>artist<SEP>title"):
+        read_id_map(tmp_path / "u.txt")

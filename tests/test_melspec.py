@@ -18,7 +18,7 @@ from audio_files import (
     read_items,
     tone,
 )
-from conftest import invoke, shared_data
+from conftest import error_line, invoke, shared_data
 
 from dcue_cli.audio.logmel import FeatureConfig
 from dcue_cli.io.mels import MelsFile
@@ -140,11 +140,59 @@ def test_id_map_names_items_by_song(tmp_path):
     assert sorted(items) == ["SOAAA", "SOBBB"]
     assert Path(f"{out}.failures.tsv").read_text() == (
         f"{audio / 'B' / 'TRCCC.wav'}\tTRCCC is not a track id in unique_tracks.txt\n")
-    # two tracks of one song: an error naming both files
+
+def test_several_tracks_of_one_song_keep_the_first_that_can_be_used(tmp_path):
+    """unique_tracks.txt sends some songs' re-releases to one song id: that stopped melspec."""
+    audio = tmp_path / "audio"
+    make_wav(audio / "B" / "TRAAA.wav")
+    make_wav(audio / "A" / "TRBBB.wav", freq=300)
+    make_wav(audio / "C" / "TRCCC.wav", freq=350)
+    id_map = tmp_path / "unique_tracks.txt"
     id_map.write_text("TRAAA<SEP>SOAAA<SEP>a<SEP>a\nTRBBB<SEP>SOAAA<SEP>b<SEP>b\nTRCCC<SEP>SOCCC<SEP>c<SEP>c\n")
-    result = invoke(["melspec", audio, "-o", tmp_path / "n.h5", "-j", "0", "--id-map", id_map], expect=1)
-    assert ("Error: two inputs have the same id 'SOAAA' (through unique_tracks.txt): "
-            f"{audio / 'A' / 'TRAAA.wav'} and {audio / 'B' / 'TRBBB.wav'}: leave one of them out") in result.stderr
+    invoke(["melspec", audio / "B" / "TRAAA.wav", audio / "C", "-o", tmp_path / "ref.h5", "-j", "0",
+            "--id-map", id_map])
+    out = tmp_path / "m.h5"
+    result = invoke(["melspec", audio, "-o", out, "-j", "0", "--id-map", id_map])
+    assert (f"melspec: 2 written, 0 skipped (already present), 0 failed, 1 left out (one track per song; "
+            f"see {out}.failures.tsv)") in result.stderr
+    assert filecmp.cmp(out, tmp_path / "ref.h5", shallow=False)  # the first track id, not the first path
+    assert Path(f"{out}.failures.tsv").read_text() == (
+        f"{audio / 'A' / 'TRBBB.wav'}\tanother track of song SOAAA is used (one track per song: the first in "
+        "track-id order that can be used)\n")
+    # the first track's file cannot be used: the next one is
+    (audio / "B" / "TRAAA.wav").write_bytes(b"")
+    invoke(["melspec", audio / "A", audio / "C", "-o", tmp_path / "ref2.h5", "-j", "0", "--id-map", id_map])
+    result = invoke(["melspec", audio, "-o", tmp_path / "n.h5", "-j", "0", "--id-map", id_map])
+    assert "melspec: 2 written, 0 skipped (already present), 1 failed (see " in result.stderr
+    assert filecmp.cmp(tmp_path / "n.h5", tmp_path / "ref2.h5", shallow=False)
+    assert Path(f"{tmp_path / 'n.h5'}.failures.tsv").read_text() == f"{audio / 'B' / 'TRAAA.wav'}\tempty file (0 bytes)\n"
+    # --strict: today's error, naming both files, nothing written
+    result = invoke(["melspec", audio, "-o", tmp_path / "s.h5", "-j", "0", "--id-map", id_map, "--strict"], expect=1)
+    assert error_line(result) == (
+        f"two inputs have the same id 'SOAAA' (through unique_tracks.txt): {audio / 'A' / 'TRBBB.wav'} and "
+        f"{audio / 'B' / 'TRAAA.wav'}: leave one of them out of the input.")
+    assert not (tmp_path / "s.h5").exists() and not Path(f"{tmp_path / 's.h5'}.partial").exists()
+
+def test_a_file_whose_id_would_break_a_tsv_is_a_counted_failure(tmp_path):
+    """A newline in a file name became an id that broke every TSV output (and the failures list)."""
+    make_wav(tmp_path / "a" / "good.wav")
+    make_wav(tmp_path / "a" / "two\nlines.wav", freq=300)
+    make_wav(tmp_path / "a" / "tab\there.wav", freq=350)
+    out = tmp_path / "m.h5"
+    result = invoke(["melspec", tmp_path / "a", "-o", out, "-j", "0"])
+    assert "1 written, 0 skipped (already present), 2 failed" in result.stderr
+    items, _ = read_items(out)
+    assert list(items) == ["good"]
+    folder = str(tmp_path / "a")
+    assert Path(f"{out}.failures.tsv").read_text() == (
+        f"{folder}/tab\\there.wav\tits id 'tab\\there' holds a tab, newline or carriage return, which no TSV "
+        "output could hold: rename the file\n"
+        f"{folder}/two\\nlines.wav\tits id 'two\\nlines' holds a tab, newline or carriage return, which no TSV "
+        "output could hold: rename the file\n")
+    result = invoke(["melspec", tmp_path / "a", "-o", tmp_path / "s.h5", "-j", "0", "--strict"], expect=1)
+    assert error_line(result) == (f"{folder}/tab\\there.wav: its id 'tab\\there' holds a tab, newline or "
+                                  "carriage return, which no TSV output could hold: rename the file "
+                                  "(--strict stops at the first failure).")
 
 def test_path_list_on_stdin_equals_folder(tmp_path):
     audio = make_folder(tmp_path / "audio", 4)

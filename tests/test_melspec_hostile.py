@@ -124,3 +124,21 @@ def test_id_map_that_does_not_know_a_file_counts_it(hostile_audio, tmp_path):
     assert Path(f"{tmp_path / 'm.h5'}.failures.tsv").read_text() == (
         f"{a / 'ch2.wav'}\tch2 is not a track id in unique_tracks.txt\n")
 
+
+def test_a_float_file_of_huge_amplitude_is_a_counted_failure_and_leaves_the_statistics_alone(tmp_path):
+    """A float WAV of 1e30 amplitude was accepted and shifted the dataset's mean and std."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    sf.write(audio / "ok.wav", sine(1.5), SR, subtype="FLOAT")
+    sf.write(audio / "loud.wav", 2000.0 * sine(1.5), SR, subtype="FLOAT")  # 0.3 * 2000 = 600: kept
+    sf.write(audio / "huge.wav", 1e30 * sine(1.5), SR, subtype="FLOAT")
+    invoke(["melspec", audio / "ok.wav", audio / "loud.wav", "-o", tmp_path / "ref.h5", "-j", "0"])
+    out = tmp_path / "m.h5"
+    result = invoke(["melspec", audio, "-o", out, "-j", "0"])
+    assert "2 written, 0 skipped (already present), 1 failed" in result.stderr
+    assert Path(f"{out}.failures.tsv").read_text() == (
+        f"{audio / 'huge.wav'}\tamplitude 3e+29 out of range (samples beyond +-1000, 60 dB over full scale: "
+        "a float file with unscaled samples)\n")
+    with MelsFile(out) as m, MelsFile(tmp_path / "ref.h5") as ref:
+        assert list(m.ids) == ["loud", "ok"]
+        assert (m.attrs["mean"], m.attrs["std"]) == (ref.attrs["mean"], ref.attrs["std"])

@@ -215,3 +215,40 @@ def test_a_second_melspec_on_the_same_output_is_refused(kill_audio, tmp_path):
         assert first.present == set(ids_of(base))
     assert out.read_bytes() == base.read_bytes()
 
+
+def test_an_interrupted_overwrite_is_finished_by_a_plain_rerun(tmp_path, monkeypatch):
+    """The partial folder remembers --overwrite: the rerun without it ends as an uninterrupted
+    --overwrite run would (the old items dropped), and the interrupt says to rerun without it
+    (with it, the work done would be thrown away)."""
+    from dcue_cli.audio import extract
+
+    old = make_folder(tmp_path / "old", 5)
+    new = tmp_path / "new"
+    for name in ("TR0001", "TR0002", "TR0003"):
+        shutil.copytree(old / f"sub{int(name[2:]) % 3}", new / f"sub{int(name[2:]) % 3}", dirs_exist_ok=True)
+    for path in new.rglob("*.wav"):
+        if path.stem not in ("TR0001", "TR0002", "TR0003"):
+            path.unlink()
+    out, partial = tmp_path / "m.h5", Path(f"{tmp_path / 'm.h5'}.partial")
+    invoke(["melspec", old, "-o", out, "-j", "0"])
+    before = out.read_bytes()
+    real = extract.extract_many
+
+    def interrupted(*args, **kwargs):  # Ctrl-C after two files
+        for k, outcome in enumerate(real(*args, **kwargs)):
+            if k == 2:
+                raise KeyboardInterrupt
+            yield outcome
+
+    monkeypatch.setattr(extract, "extract_many", interrupted)
+    result = invoke(["melspec", new, "-o", out, "-j", "0", "--overwrite", "--checkpoint-every", 0], expect=130)
+    assert result.stderr.rstrip().endswith(
+        f"items computed are kept in {partial}; rerun the same command without --overwrite to finish (it still "
+        f"replaces {out}; with --overwrite it starts afresh).")
+    assert out.read_bytes() == before and len(_segments(partial)) == 2
+    monkeypatch.setattr(extract, "extract_many", real)
+    result = invoke(["melspec", new, "-o", out, "-j", "0"])
+    assert "resuming: 2 items kept" in result.stderr and "1 written, 2 skipped" in result.stderr
+    assert f"finishing an interrupted --overwrite run: the items of {out} are replaced" in result.stderr
+    invoke(["melspec", new, "-o", tmp_path / "ref.h5", "-j", "0"])
+    assert filecmp.cmp(out, tmp_path / "ref.h5", shallow=False) and not partial.exists()

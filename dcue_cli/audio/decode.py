@@ -3,7 +3,8 @@
 Decoding is libsndfile's (through soundfile), reading only the --offset/--max-seconds window;
 channels are averaged; resampling is soxr's "HQ" quality (librosa's default), to exactly
 ceil(n * sr / native) samples. Anything unusable raises `AudioError` with the reason that the
-failures TSV lists; `check_clip` says why a decoded clip is unusable (too short, silent, NaN).
+failures TSV lists; `check_clip` says why a decoded clip is unusable (too short, NaN, samples
+beyond ±MAX_AMPLITUDE, silent).
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ AUDIO_EXTENSIONS = frozenset({
     "mp3", "ogg", "oga", "opus", "flac", "wav", "wave", "aif", "aiff", "aifc", "au", "snd",
     "caf", "w64", "rf64", "mat", "voc", "htk", "sd2", "nist", "sph", "paf", "pvf", "xi", "wve",
 })
+
+
+# The largest |sample| a clip may hold. Integer formats decode to [-1, 1] and lossy codecs
+# overshoot full scale by a few dB at most; a float file may hold anything, and one clip of 1e30
+# would pass every other check and shift the whole dataset's mean and std.
+MAX_AMPLITUDE = 1e3
 
 
 class AudioError(Exception):
@@ -125,11 +132,13 @@ def check_clip(y: np.ndarray, config, checks: ClipChecks) -> str | None:
     seconds = len(y) / config.sr
     if seconds < checks.min_seconds:
         return f"too short: {seconds:.2f} s < --min-seconds {checks.min_seconds:g}"
-    if checks.silence_db > -math.inf:
-        peak = max(float(y.max()), -float(y.min())) if len(y) else 0.0
-        if not math.isfinite(peak):
-            return "non-finite samples (NaN or infinity)"
-        if peak <= 0.0 or 20.0 * math.log10(peak) < checks.silence_db:
-            level = "-inf" if peak <= 0.0 else f"{20.0 * math.log10(peak):.1f}"
-            return f"silent: peak {level} dBFS < --silence-db {checks.silence_db:g}"
+    peak = max(float(y.max()), -float(y.min())) if len(y) else 0.0
+    if not math.isfinite(peak):
+        return "non-finite samples (NaN or infinity)"
+    if peak > MAX_AMPLITUDE:
+        return (f"amplitude {peak:.3g} out of range (samples beyond +-{MAX_AMPLITUDE:g}, "
+                f"{20.0 * math.log10(MAX_AMPLITUDE):.0f} dB over full scale: a float file with unscaled samples)")
+    if checks.silence_db > -math.inf and (peak <= 0.0 or 20.0 * math.log10(peak) < checks.silence_db):
+        level = "-inf" if peak <= 0.0 else f"{20.0 * math.log10(peak):.1f}"
+        return f"silent: peak {level} dBFS < --silence-db {checks.silence_db:g}"
     return None

@@ -78,39 +78,67 @@ def in_shard(item_id: str, shard) -> bool:
 @dataclass
 class Inputs:
     ids: list  # sorted
-    paths: dict  # id -> path
+    paths: dict  # id -> path (through an id map: the song's first track in track-id order)
     failures: list = field(default_factory=list)  # (path, reason) decided without decoding
+    alternates: dict = field(default_factory=dict)  # id -> the song's further tracks' paths, in order
 
 
-def assign_ids(paths, id_map: dict | None = None, id_map_name: str = "", shard=None) -> Inputs:
+TSV_BREAKERS = ("\t", "\n", "\r")
+
+
+def printable(path) -> str:
+    """`path` for a one-line message or a TSV field: tabs, newlines and carriage returns escaped."""
+    text = str(path)
+    for char, escaped in zip(TSV_BREAKERS, ("\\t", "\\n", "\\r")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def assign_ids(paths, id_map: dict | None = None, id_map_name: str = "", shard=None, strict=False) -> Inputs:
     """Id of each path (its stem, or the stem's song id through `id_map`), checked and sorted.
 
-    Two paths with the same id are a DcueError naming both. Processing and output order is the
-    sorted ids, so nothing depends on folder order, -j or the machine. shard: (K, N) keeps the
-    K-th of N parts (by `in_shard`), None all.
+    Two paths with the same stem are a DcueError naming both. Several tracks of one song (an id
+    map sends them to one song id, as unique_tracks.txt does for re-releases): the song keeps
+    one, the first in track-id order that can be used (`alternates` holds the others, tried in
+    turn when a file fails); with `strict` they are a DcueError too. Processing and output order
+    is the sorted ids, so nothing depends on folder order, -j or the machine. shard: (K, N)
+    keeps the K-th of N parts (by `in_shard`), None all.
     """
-    by_id, failures = {}, []
+    tracks, failures = {}, []  # id -> [(stem, path)]
     for path in sorted(paths):  # sorted: the same error names the same two files every time
         stem = Path(path).stem
-        item_id = stem
-        if id_map is not None:
-            entry = id_map.get(stem)
-            if entry is None:
-                failures.append((path, f"{stem} is not a track id in {id_map_name}"))
-                continue
-            item_id = entry[0]
-        try:
-            item_id.encode("utf-8")
-        except UnicodeEncodeError:
-            failures.append((path, "the file name is not valid UTF-8"))
+        item_id, reason = _id_of(stem, id_map, id_map_name)
+        if reason:
+            failures.append((path, reason))
             continue
-        if not item_id:
-            failures.append((path, "empty id (the file name has no stem)"))
-            continue
-        if item_id in by_id:
+        same = tracks.setdefault(item_id, [])
+        other = next((p for s, p in same if s == stem), same[0][1] if same and strict else None)
+        if other is not None:
             via = f" (through {id_map_name})" if id_map is not None else ""
-            raise DcueError(f"two inputs have the same id {item_id!r}{via}: {by_id[item_id]} and {path}: "
+            raise DcueError(f"two inputs have the same id {item_id!r}{via}: {other} and {path}: "
                             f"leave one of them out of the input.")
-        by_id[item_id] = path
-    ids = sorted(i for i in by_id if in_shard(i, shard))
-    return Inputs(ids=ids, paths={i: by_id[i] for i in ids}, failures=failures)
+        same.append((stem, path))
+    ids = sorted(i for i in tracks if in_shard(i, shard))
+    ordered = {i: [p for _, p in sorted(tracks[i])] for i in ids}
+    return Inputs(ids=ids, paths={i: ordered[i][0] for i in ids}, failures=failures,
+                  alternates={i: ordered[i][1:] for i in ids if len(ordered[i]) > 1})
+
+
+def _id_of(stem: str, id_map, id_map_name: str) -> tuple:
+    """(the id of a file named `stem`, None) or (None, the reason it has none)."""
+    item_id = stem
+    if id_map is not None:
+        entry = id_map.get(stem)
+        if entry is None:
+            return None, f"{stem} is not a track id in {id_map_name}"
+        item_id = entry[0]
+    try:
+        item_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return None, "the file name is not valid UTF-8"
+    if not item_id:
+        return None, "empty id (the file name has no stem)"
+    if any(char in item_id for char in TSV_BREAKERS):
+        return None, (f"its id {item_id!r} holds a tab, newline or carriage return, which no TSV "
+                      f"output could hold: rename the file")
+    return item_id, None

@@ -20,7 +20,8 @@ COMPRESSION = "log10(1+10*mel)"
 class FeatureConfig:
     """Every setting that changes the stored numbers; all are recorded as output attributes.
 
-    Contradicting settings are a ValueError whose message names the options.
+    Contradicting settings are a ValueError whose message names the options; so are mel bands
+    that cover no FFT bin (too many bands for --n-fft), which would be 0 for every input.
     """
 
     sr: int = 22050
@@ -54,6 +55,11 @@ class FeatureConfig:
         if self.hop_length > self.n_fft:
             raise ValueError(f"--hop-length {self.hop_length} is larger than --n-fft {self.n_fft}: "
                              f"frames would skip audio.")
+        empty = int((~mel_filterbank(self).any(axis=1)).sum())
+        if empty:  # the model would see bands that are 0 for every input
+            raise ValueError(f"--n-mels {self.n_mels} with --n-fft {self.n_fft}: {empty} of the {self.n_mels} "
+                             f"mel bands fall between two FFT bins ({self.sr / self.n_fft:g} Hz apart) and "
+                             f"would always be 0: lower --n-mels or raise --n-fft.")
 
     @property
     def top_hz(self) -> float:

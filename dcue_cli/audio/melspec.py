@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from dcue_cli import log
 from dcue_cli.audio.decode import ClipChecks
-from dcue_cli.audio.inputs import Inputs, assign_ids, gather_inputs
+from dcue_cli.audio.inputs import Inputs, assign_ids, gather_inputs, printable
 from dcue_cli.errors import DcueError
 from dcue_cli.interrupts import StopSignals
 from dcue_cli.runtime import default_jobs, mel_device
@@ -32,6 +32,7 @@ class Report:
     written: int = 0
     present: int = 0  # skipped: already in the output or in an interrupted run's segments
     failed: int = 0
+    left_out: int = 0  # further tracks of songs that have one (one track per song)
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     n_items: int = 0  # in the output now
@@ -41,6 +42,9 @@ class Report:
     def line(self, output) -> str:
         rate = self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
         failed = f"{self.failed} failed" + (f" (see {self.failures_path})" if self.failed else "")
+        if self.left_out:
+            failed += (f", {self.left_out} left out (one track per song"
+                       + ("" if self.failed else f"; see {self.failures_path}") + ")")
         return (f"melspec: {self.written} written, {self.present} skipped (already present), {failed}; "
                 f"{self.audio_seconds / 3600:.2f} audio hours in {self.wall_seconds:.1f} s "
                 f"({rate:.0f}x realtime); {output} holds {self.n_items} items.")
@@ -51,7 +55,8 @@ def failures_path_for(output) -> str:
 
 
 def write_failures(output, failures) -> str | None:
-    """path<TAB>reason beside the output; a stale file from an earlier run is removed."""
+    """path<TAB>reason beside the output (tabs and newlines in a path escaped, `printable`); a stale
+    file from an earlier run is removed."""
     from dcue_cli.io.atomic import open_text_output
 
     path = failures_path_for(output)
@@ -62,12 +67,12 @@ def write_failures(output, failures) -> str | None:
     with open_text_output(path) as stream:
         for source, reason in sorted(failures):
             clean = " ".join(str(reason).split())
-            stream.write(f"{source}\t{clean}\n")
+            stream.write(f"{printable(source)}\t{clean}\n")
     return path
 
 
 def _strict_error(path, reason) -> DcueError:
-    return DcueError(f"{path}: {reason} (--strict stops at the first failure).")
+    return DcueError(f"{printable(path)}: {reason} (--strict stops at the first failure).")
 
 
 def run_melspec(sources, output, config, *, checks=None, id_map_path=None, jobs=None, device="cpu",
@@ -94,7 +99,7 @@ def run_melspec(sources, output, config, *, checks=None, id_map_path=None, jobs=
         run.assemble(writer, output)
     report = run.report
     report.n_items = report.summary["n_items"]
-    report.failures_path = write_failures(output, run.failures)
+    report.failures_path = write_failures(output, run.failures + run.left_out)
     report.wall_seconds = time.perf_counter() - start
     return report
 
@@ -103,7 +108,7 @@ def _inputs(sources, id_map_path, shard, strict) -> Inputs:
     from dcue_cli.io.idmap import read_id_map
 
     id_map = read_id_map(id_map_path) if id_map_path else None
-    inputs = assign_ids(gather_inputs(sources), id_map, os.path.basename(str(id_map_path or "")), shard)
+    inputs = assign_ids(gather_inputs(sources), id_map, os.path.basename(str(id_map_path or "")), shard, strict)
     if not inputs.ids and not inputs.failures:
         raise DcueError("no input files" + (f" in shard {shard[0]}/{shard[1]}" if shard else "")
                         + ": give an audio folder, audio files or a path list.")
@@ -121,6 +126,7 @@ class _Run:
         self.start = start
         self.report = Report()
         self.failures = list(inputs.failures)
+        self.left_out: list = []  # (path, reason) of the tracks not used, their song has one
         self.todo: list = []
         self.ready = self.ready_cpu = 0.0
 
@@ -130,6 +136,9 @@ class _Run:
         self.report.present = len(self.inputs.ids) - len(self.todo)
         if writer.resumed_items:
             log.info(f"resuming: {writer.resumed_items} items kept from an interrupted run in {writer.partial}")
+        if writer.resumes_overwrite and writer.output.exists():
+            log.info(f"finishing an interrupted --overwrite run: the items of {writer.output} are replaced "
+                     f"by those of this run when it completes (as --overwrite asked)")
         self.ready, self.ready_cpu = time.perf_counter(), time.process_time()
         bar = log.progress(total=len(self.todo), desc="melspec", unit="file")
         try:
@@ -138,33 +147,57 @@ class _Run:
             bar.close()
             writer.commit()
             log.warning(f"interrupted: the {writer.appended} items computed are kept in {writer.partial}; "
-                        f"rerun the same command to finish.")
+                        + ("rerun the same command without --overwrite to finish (it still replaces "
+                           f"{writer.output}; with --overwrite it starts afresh)." if writer.replacing
+                           else "rerun the same command to finish."))
             raise
         finally:
             bar.close()
 
     def _loop(self, writer, interrupts, bar):
+        """Every item to do, then, in rounds, the next track of each song whose file failed."""
+        untried = {i: list(paths) for i, paths in self.inputs.alternates.items()}
+        work = [(i, self.inputs.paths[i]) for i in self.todo]
+        while work:
+            retry = []
+            # closing: an error here shuts the workers down now, not when the traceback is freed
+            with contextlib.closing(self._outcomes(work, interrupts, bar)) as results:
+                for item_id, path, outcome in results:
+                    if outcome.mel is not None:
+                        writer.append(item_id, outcome.mel, outcome.stats)
+                        continue
+                    self.failures.append((path, outcome.reason))
+                    if self.strict:
+                        raise _strict_error(path, outcome.reason)
+                    if untried.get(item_id):
+                        retry.append((item_id, untried[item_id].pop(0)))
+            work = retry
+            if retry:
+                bar.total += len(retry)
+        self.left_out = [(path, f"another track of song {item_id} is used (one track per song: the first in "
+                                f"track-id order that can be used)")
+                         for item_id, paths in untried.items() for path in paths]
+        self.report.left_out = len(self.left_out)
+
+    def _outcomes(self, work, interrupts, bar):
+        """(id, path, Outcome) of each (id, path) of `work`, in order; counts and shows the progress."""
         from dcue_cli.audio import (
             extract,  # extract.extract_many looked up at call time (tests replace it)
         )
 
-        report, paths = self.report, self.inputs.paths
-        outcomes = extract.extract_many([paths[i] for i in self.todo], self.config, jobs=self.jobs,
+        report = self.report
+        outcomes = extract.extract_many([path for _, path in work], self.config, jobs=self.jobs,
                                         checks=self.checks, device=self.device, batch_size=self.batch_size,
                                         quiet_decoders=not log.logger.isEnabledFor(logging.DEBUG))
         shown = 0.0
         # The outcomes first: zip then reads them to their end, which shuts the workers down
         # and waits for them, rather than leaving them to exit on their own.
         with contextlib.closing(outcomes) as stream:
-            for outcome, item_id in zip(stream, self.todo):
+            for outcome, (item_id, path) in zip(stream, work):
+                yield item_id, path, outcome
                 if outcome.mel is not None:
-                    writer.append(item_id, outcome.mel, outcome.stats)
                     report.written += 1
                     report.audio_seconds += outcome.seconds
-                else:
-                    self.failures.append((paths[item_id], outcome.reason))
-                    if self.strict:
-                        raise _strict_error(paths[item_id], outcome.reason)
                 bar.update(1)
                 interrupts.check()
                 now = time.perf_counter()

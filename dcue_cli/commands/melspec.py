@@ -32,7 +32,9 @@ def parse_shard(text: str | None):
 @output_option("The mels HDF5 to write; if it exists, the items already in it are kept and "
                "only new inputs are computed.")
 @click.option("--id-map", type=click.Path(dir_okay=False),
-              help="MSD unique_tracks.txt: store each file (named by its track id) under its song id.")
+              help="MSD unique_tracks.txt: store each file (named by its track id) under its song id. A song "
+                   "with several tracks keeps one: the first in track-id order whose file can be used (the "
+                   "others are listed in OUTPUT.failures.tsv).")
 @click.option("--sr", "sample_rate", type=click.IntRange(min=1000), default=22050, show_default=True,
               help="Sample rate (Hz) the audio is resampled to (mono, soxr HQ).")
 @click.option("--n-fft", type=click.IntRange(min=16), default=1024, show_default=True,
@@ -66,8 +68,10 @@ def parse_shard(text: str | None):
               help="Join mels files instead: AUDIO are shard files made with the same settings.")
 @click.option("--overwrite", is_flag=True,
               help="Start afresh: ignore the existing output and any interrupted run's work "
-                   "(the old file is replaced only when the new one is complete).")
-@click.option("--strict", is_flag=True, help="Stop at the first file that cannot be used.")
+                   "(the old file is replaced only when the new one is complete). An interrupted "
+                   "--overwrite run is finished by a rerun without --overwrite, and still replaces the file.")
+@click.option("--strict", is_flag=True,
+              help="Stop at the first file that cannot be used, and refuse several tracks of one song.")
 @click.option("--checkpoint-every", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds between commits of the completed items (what a kill can lose at most).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,

@@ -115,6 +115,9 @@ def read_embeddings(path, *, need_users: bool = False) -> Embeddings:
                                      or user_vectors.shape[1] != item_vectors.shape[1]):
         raise DcueError(f"{path}: /users/vectors has shape {user_vectors.shape}, which does not fit "
                         f"{len(user_ids)} users of dimension {item_vectors.shape[1]}: write it again.")
+    _refuse_duplicates(path, item_ids, "item")
+    if user_ids is not None:
+        _refuse_duplicates(path, user_ids, "user")
     similarity = str(attrs.get("similarity", "dot"))
     if similarity not in SIMILARITIES:
         raise DcueError(f"{path}: attribute similarity={similarity!r} is not cosine or dot: {WRITERS_HINT}")
@@ -144,6 +147,18 @@ def _read_groups(f, path, need_users):
         user_vectors = np.asarray(dataset("users/vectors", vector_kinds, "real numbers"), dtype=np.float32)
     attrs = {k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
     return item_ids, item_vectors, user_ids, user_vectors, attrs
+
+
+def _refuse_duplicates(path, ids, word: str) -> None:
+    """Two vectors under one id: which one a score used would depend on the reader."""
+    if len(set(ids)) == len(ids):
+        return
+    seen = set()
+    for position, value in enumerate(ids):
+        if value in seen:
+            raise DcueError(f"{path}: {word} {str(value)!r} appears twice in /{word}s/ids (again at row "
+                            f"{position:,}): each {word} needs one vector; write the file again.")
+        seen.add(value)
 
 
 def _decode(values) -> np.ndarray:

@@ -10,7 +10,8 @@ from dcue_cli.io.text import display_name, open_text, shorten
 def read_id_map(path) -> dict:
     """MSD `unique_tracks.txt`: {track_id: (song_id, artist, title)}.
 
-    Fields are separated by `<SEP>` (the MSD's own separator) or by tabs.
+    Fields are separated by `<SEP>` (the MSD's own separator) or by tabs; a line with fewer than
+    four fields, or an empty track or song id, is a DcueError naming the file and line.
     """
     name = display_name(path)
     mapping = {}
@@ -20,14 +21,15 @@ def read_id_map(path) -> dict:
             if not line.strip():
                 continue
             fields = line.split("<SEP>") if "<SEP>" in line else line.split("\t")
-            if len(fields) < 2:
+            track, song = fields[0].strip(), fields[1].strip() if len(fields) > 1 else ""
+            # Four fields, as unique_tracks.txt has (a title may hold more separators): a plays
+            # file (user<TAB>song<TAB>count) would otherwise be read as a map of garbage.
+            if len(fields) < 4 or not track or not song:
                 raise DcueError(
                     f"{name}:{lineno}: expected track_id<SEP>song_id<SEP>artist<SEP>title, "
                     f"found {shorten(line)!r}: give the MSD unique_tracks.txt."
                 )
-            track, song = fields[0].strip(), fields[1].strip()
-            artist = fields[2] if len(fields) > 2 else ""
-            title = "<SEP>".join(fields[3:]) if len(fields) > 3 else ""
+            artist, title = fields[2], "<SEP>".join(fields[3:])
             mapping[track] = (song, artist, title)
     if not mapping:
         raise DcueError(f"{name} is empty: expected MSD unique_tracks.txt lines.")

@@ -33,7 +33,9 @@ class MelsWriter:
 
     An exception (or Ctrl-C) inside the block commits the items appended so far and keeps the
     partial folder: rerunning resumes. `overwrite=True` ignores the existing output and any
-    partial work (the old output stays until the new one replaces it).
+    partial work (the old output stays until the new one replaces it). The partial folder
+    remembers an --overwrite run: a rerun without it finishes that run (the result is that of an
+    uninterrupted --overwrite run), and a rerun with it starts afresh again.
     """
 
     def __init__(self, output, attrs: dict, *, checkpoint_seconds: float = 30.0, overwrite: bool = False):
@@ -159,6 +161,16 @@ class MelsWriter:
                 continue
             self.present.update(ids)
             self._segments.append(seg_path)
+
+    @property
+    def replacing(self) -> bool:
+        """Whether the output's items are dropped: an --overwrite run, or the rerun of one."""
+        return self._fresh
+
+    @property
+    def resumes_overwrite(self) -> bool:
+        """Whether this run, without overwrite=True, finishes an interrupted --overwrite run."""
+        return self._fresh and not self.overwrite
 
     @property
     def resumed_items(self) -> int:

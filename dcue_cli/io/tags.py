@@ -7,6 +7,7 @@
 `write_tags` writes the TSV form (what `dcue synth` and `dcue autotag --predict` write).
 """
 
+import math
 from collections.abc import Iterable
 
 from dcue_cli.errors import DcueError
@@ -37,6 +38,11 @@ def read_tags(path, *, min_weight: float = 0.0):
                     f"{name}:{lineno}: tag weight {fields[2]!r} is not a number: "
                     "use item_id<TAB>tag<TAB>weight with a numeric weight (Last.fm: 0-100)."
                 ) from None
+            if not math.isfinite(weight):  # NaN would pass every --min-weight
+                raise DcueError(
+                    f"{name}:{lineno}: tag weight {fields[2]!r} is not a finite number: "
+                    "use item_id<TAB>tag<TAB>weight with a numeric weight (Last.fm: 0-100)."
+                )
         if weight < min_weight:
             continue
         items.append(fields[0])
