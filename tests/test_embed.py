@@ -165,3 +165,16 @@ def test_embed_on_gpu_matches_cpu(toy, model, tmp_path):
     a, b = read_embeddings(tmp_path / "cpu.h5"), read_embeddings(tmp_path / "gpu.h5")
     assert np.allclose(a.item_vectors, b.item_vectors, atol=1e-3)
     assert np.allclose(a.user_vectors, b.user_vectors, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------- REL-SIGNALS: full disk, Ctrl-C
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(toy, model, tmp_path, monkeypatch):
+    from conftest import disk_full_line, error_line, fill_the_disk, leftovers
+
+    fill_the_disk(monkeypatch)
+    out = tmp_path / "dcue.h5"
+    result = invoke(["embed", model, toy / "mels.h5", "-o", out], expect=1)
+    assert error_line(result) == disk_full_line(out)
+    assert not out.exists() and leftovers(tmp_path) == []

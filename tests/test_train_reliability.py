@@ -223,3 +223,16 @@ def test_stop_signals_record_the_first_signal_and_raise_on_the_second():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.05)
     assert signal.getsignal(signal.SIGTERM) is before  # restored
+
+
+# ----------------------------------------------------------------------------- REL-SIGNALS: full disk, divergence
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(toy, tmp_path, monkeypatch):
+    from conftest import disk_full_line, fill_the_disk, leftovers
+
+    fill_the_disk(monkeypatch)
+    out = tmp_path / "model.pt"
+    r = invoke(toy_args(toy, out, "--epochs", "1", "--steps-per-epoch", "1"), expect=1)
+    assert error_line(r) == disk_full_line(out)
+    assert not out.exists() and leftovers(tmp_path) == [] and not out.with_name("model.lock").exists()

@@ -176,3 +176,17 @@ def test_lastfm_slice_warm_pipeline_beats_popularity(tmp_path):
     assert report["users"] > 1000
     assert wmf["metrics"]["auc"]["mean"] > 0.85
     assert wmf["vs_first"]["precision@10"]["ci_low"] > 0  # clearly better than popularity at the top
+
+
+# ----------------------------------------------------------------------------- REL-SIGNALS: full disk, seeds, divergence
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    from conftest import disk_full_line, fill_the_disk, leftovers
+
+    plays = _block_plays(tmp_path / "p.tsv")
+    before = plays.read_bytes()
+    fill_the_disk(monkeypatch)
+    out = tmp_path / "wmf.h5"
+    fails(["wmf", plays, "-o", out, "--factors", 3, "--iterations", 1], disk_full_line(out))
+    assert not out.exists() and leftovers(tmp_path) == [] and plays.read_bytes() == before
