@@ -37,7 +37,7 @@ def read_progress(out_dir):
     try:
         settings = json.loads(lines[0])
     except (IndexError, ValueError):
-        return {}, {}  # torn before its first line was complete: nothing was recorded
+        return None, {}  # torn before its first line was complete: nothing was recorded
     done = {}
     for line in lines[1:]:
         parts = line.split("\t")
@@ -62,12 +62,15 @@ class Progress:
         self._stream = None
 
     def start(self, fresh: bool) -> None:
+        """Write the record afresh (the settings, and the songs kept when not `fresh`), then
+        open it for appending: a line torn by a kill is dropped here, never glued to the next."""
         from dcue_cli.io.atomic import atomic_path, write_failed
 
-        if fresh or not self.path.exists():
+        if fresh:
             self.done = {}
-            with atomic_path(self.path) as tmp:
-                tmp.write_text(json.dumps(self.settings, sort_keys=True) + "\n", encoding="utf-8")
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(self.settings, sort_keys=True) + "\n"
+                           + "".join(f"{i}\t{size}\n" for i, size in sorted(self.done.items())), encoding="utf-8")
         try:
             self._stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         except OSError as exc:
