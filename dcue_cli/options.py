@@ -8,9 +8,12 @@ def output_option(help_text="Output file (written atomically).", required=True, 
                         help=help_text, **kwargs)
 
 
+SEED_MAX = 2**32 - 1  # what every stage takes: numpy's and implicit's seeds, torch's, synth's streams
+
+
 def seed_option(default=0):
-    return click.option("--seed", type=int, default=default, show_default=True,
-                        help="Random seed: the same seed gives the same result.")
+    return click.option("--seed", type=click.IntRange(0, SEED_MAX), default=default, show_default=True,
+                        help=f"Random seed, 0 to {SEED_MAX}: the same seed gives the same result.")
 
 
 def jobs_option(help_text="Worker processes (default: all cores)."):

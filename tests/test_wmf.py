@@ -190,3 +190,20 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
     out = tmp_path / "wmf.h5"
     fails(["wmf", plays, "-o", out, "--factors", 3, "--iterations", 1], disk_full_line(out))
     assert not out.exists() and leftovers(tmp_path) == [] and plays.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["subset", "wmf", "train", "synth", "autotag", "score"])
+@pytest.mark.parametrize("seed", [-1, 10**23])
+def test_a_seed_out_of_range_is_a_misuse_for_every_command(command, seed):
+    # one definition (options.seed_option): what numpy, implicit and torch all take
+    result = invoke([command, "--seed", seed, "x", "y"], expect=2)
+    assert f"Error: Invalid value for '--seed': {seed} is not in the range 0<=x<=4294967295." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_largest_seed_fits(tmp_path):
+    plays = _block_plays(tmp_path / "p.tsv")
+    invoke(["wmf", plays, "-o", tmp_path / "w.h5", "--factors", 3, "--iterations", 1, "--seed", 2**32 - 1])
+    invoke(["subset", plays, "-o", tmp_path / "sub", "--seed", 2**32 - 1, "--songs", 10, "--users", 10])
+    invoke(["synth", tmp_path / "syn", "--songs", 2, "--users", 2, "--seconds", 1, "--format", "wav",
+            "--seed", 2**32 - 1])
