@@ -207,3 +207,25 @@ def test_the_largest_seed_fits(tmp_path):
     invoke(["subset", plays, "-o", tmp_path / "sub", "--seed", 2**32 - 1, "--songs", 10, "--users", 10])
     invoke(["synth", tmp_path / "syn", "--songs", 2, "--users", 2, "--seconds", 1, "--format", "wav",
             "--seed", 2**32 - 1])
+
+
+@pytest.mark.parametrize("option,value", [("--alpha", "nan"), ("--alpha", "inf"), ("--regularization", "nan"),
+                                          ("--epsilon", "-inf")])
+def test_a_non_finite_setting_is_a_misuse(tmp_path, option, value):
+    plays = _block_plays(tmp_path / "p.tsv")
+    result = invoke(["wmf", plays, "-o", tmp_path / "w.h5", option, value], expect=2)
+    assert f"Error: Invalid value for '{option}': {value} is not a finite number: give an ordinary number." \
+        in result.stderr
+    assert not (tmp_path / "w.h5").exists()
+
+
+@pytest.mark.parametrize("setting", [["--alpha", "1e20"], ["--alpha", "1e38"], ["--regularization", "1e30"]])
+def test_a_diverging_fit_is_one_line_saying_what_to_change(tmp_path, setting):
+    plays = _block_plays(tmp_path / "p.tsv")
+    out = tmp_path / "w.h5"
+    alpha = float(setting[1]) if setting[0] == "--alpha" else 40.0
+    regularization = float(setting[1]) if setting[0] == "--regularization" else 0.01
+    fails(["wmf", plays, "-o", out, "--factors", 3, "--iterations", 2, *setting],
+          f"WMF diverged (non-finite factors with --alpha {alpha:g} and --regularization {regularization:g}): "
+          "give a smaller --alpha (default 40) or a --regularization nearer the default 0.01.")
+    assert_absent(out)
