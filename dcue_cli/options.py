@@ -23,7 +23,7 @@ class FiniteFloat(click.FloatRange):
         return "" if self.min is None and self.max is None else super()._describe_range()
 
 
-def finite(min=None, max=None, min_open=False, max_open=False) -> FiniteFloat:  # noqa: A002 - click's names
+def finite(min=None, max=None, min_open=False, max_open=False) -> FiniteFloat:
     return FiniteFloat(min=min, max=max, min_open=min_open, max_open=max_open)
 
 

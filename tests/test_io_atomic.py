@@ -89,5 +89,5 @@ def test_an_error_reading_an_input_inside_the_block_is_not_called_a_write_error(
     from dcue_cli.io.atomic import atomic_path
 
     with pytest.raises(FileNotFoundError), atomic_path(tmp_path / "out.txt"):
-        open(tmp_path / "absent.txt")
+        (tmp_path / "absent.txt").read_text()
     assert list(tmp_path.iterdir()) == []

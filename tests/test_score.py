@@ -345,3 +345,26 @@ def test_unknown_user_and_item_ids(world, tmp_path):
     assert (f"Warning: {world / 'emb.h5'} has no vector for 1 of the 7 songs to rank and 1 of the 34 users: such items "
             "rank below every other item (tied) and such users rank every item as a tie; --missing drop evaluates "
             "only what every file has instead") in result.stderr
+
+
+# ----------------------------------------------------------------------------- REL-SIGNALS: bootstrap size, Ctrl-C
+
+
+def test_a_bootstrap_too_large_for_memory_is_a_misuse(cold):
+    _, plays, splits, model = cold
+    result = invoke(["score", model, "--plays", plays, "--splits", splits, "--bootstrap", 10**9], expect=2)
+    assert ("Error: Invalid value for '--bootstrap': 1000000000 is not in the range 100<=x<=100000."
+            in result.stderr)
+
+
+def test_ctrl_c_exits_130_saying_nothing_was_written(cold, monkeypatch):
+    from dcue_cli.evaluate import protocols
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(protocols, "bootstrap_means", interrupted)
+    _, plays, splits, model = cold
+    result = invoke(["score", model, "--plays", plays, "--splits", splits], expect=130)
+    assert "interrupted: nothing was written." in result.stderr and "Aborted!" not in result.stderr
+    assert result.stdout == ""

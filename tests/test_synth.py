@@ -315,7 +315,7 @@ def test_a_stopped_synth_keeps_whole_files_and_the_same_command_finishes_it(unin
 def test_an_unfinished_dataset_of_other_settings_is_named(tmp_path, monkeypatch):
     from conftest import error_line
 
-    import dcue_cli.synth.generate as generate
+    from dcue_cli.synth import generate
 
     out = tmp_path / "d"
     real, calls = generate.song_bytes, []

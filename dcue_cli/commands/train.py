@@ -4,8 +4,8 @@ import click
 
 from dcue_cli import log
 from dcue_cli.options import (
-    finite,
     device_option,
+    finite,
     output_option,
     plays_input_options,
     seed_option,

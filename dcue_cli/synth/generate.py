@@ -16,7 +16,12 @@ from dcue_cli.errors import DcueError
 from dcue_cli.interrupts import StopSignals
 from dcue_cli.synth import FORMATS, SAMPLE_RATES
 from dcue_cli.synth.encode import encode_audio
-from dcue_cli.synth.progress import Progress, describe_settings, read_progress, settings_of
+from dcue_cli.synth.progress import (
+    Progress,
+    describe_settings,
+    read_progress,
+    settings_of,
+)
 from dcue_cli.synth.render import render_song
 from dcue_cli.synth.tags import sample_tags
 from dcue_cli.synth.world import (
