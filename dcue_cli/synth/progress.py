@@ -29,7 +29,7 @@ def read_progress(out_dir):
     path = Path(out_dir) / PROGRESS_FILE
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no unfinished run (or a file in the folder's way)
         return None, {}
     except (OSError, UnicodeDecodeError) as exc:
         raise DcueError(f"cannot read {path} ({getattr(exc, 'strerror', None) or exc}): remove it and give "
