@@ -6,9 +6,12 @@ ignored" and the run goes on as if nothing happened. So the handler only records
 the loop stops where its state is consistent (`melspec` between items, `train` between steps).
 A second signal raises at once, for a user who will not wait. A process started with SIGINT
 ignored (in the background by a non-interactive shell) leaves Ctrl-C alone, as Unix tools do;
-SIGTERM (kill, a scheduler's time limit) is always handled.
+SIGTERM (kill, a scheduler's time limit) is always handled. Code that swallows exceptions (a C
+library's callback: soundfile's encoder writing to memory) runs inside `deferred()`, where the
+second signal too is only recorded, and raised when the block ends.
 """
 
+import contextlib
 import signal
 import threading
 from collections.abc import Callable
@@ -21,13 +24,30 @@ class StopSignals:
         self.requested = False
         self.on_request = on_request
         self.previous = {}
+        self.signals = 0  # received so far
+        self._deferring = 0
 
     def _handler(self, signum, frame):
+        self.signals += 1
         if self.requested:
+            if self._deferring:
+                return
             raise KeyboardInterrupt
         self.requested = True
         if self.on_request is not None:
             self.on_request()
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """A block where a second signal does not raise (it could land where an exception is
+        swallowed); KeyboardInterrupt when the block ends if one came."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+        if self.signals >= 2:
+            raise KeyboardInterrupt
 
     def check(self) -> None:
         if self.requested:

@@ -1,6 +1,30 @@
 """Option decorators shared by the subcommands, so the same option means the same everywhere."""
 
+import math
+
 import click
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that must be a finite number (nan and inf pass click's range checks,
+    then make a fit diverge), in an optional range."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.name = "float" if self.min is None and self.max is None else "float range"  # the metavar
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number: give an ordinary number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+    def _describe_range(self) -> str:  # no bounds: --help says nothing, as for a plain float
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
+
+def finite(min=None, max=None, min_open=False, max_open=False) -> FiniteFloat:
+    return FiniteFloat(min=min, max=max, min_open=min_open, max_open=max_open)
 
 
 def output_option(help_text="Output file (written atomically).", required=True, **kwargs):
@@ -8,9 +32,12 @@ def output_option(help_text="Output file (written atomically).", required=True, 
                         help=help_text, **kwargs)
 
 
+SEED_MAX = 2**32 - 1  # what every stage takes: numpy's and implicit's seeds, torch's, synth's streams
+
+
 def seed_option(default=0):
-    return click.option("--seed", type=int, default=default, show_default=True,
-                        help="Random seed: the same seed gives the same result.")
+    return click.option("--seed", type=click.IntRange(0, SEED_MAX), default=default, show_default=True,
+                        help=f"Random seed, 0 to {SEED_MAX}: the same seed gives the same result.")
 
 
 def jobs_option(help_text="Worker processes (default: all cores)."):

@@ -44,8 +44,16 @@ class WmfConfig:
         for name in ("factors", "iterations"):
             if getattr(self, name) < 1:
                 raise DcueError(f"--{name} {getattr(self, name)}: give a positive integer.")
-        if self.alpha <= 0 or self.regularization < 0 or self.epsilon <= 0:
-            raise DcueError("--alpha and --epsilon must be positive and --regularization non-negative.")
+        values = (self.alpha, self.regularization, self.epsilon)
+        if not all(np.isfinite(values)) or self.alpha <= 0 or self.regularization < 0 or self.epsilon <= 0:
+            raise DcueError("--alpha and --epsilon must be positive and --regularization non-negative "
+                            "(finite numbers all).")
+
+    def diverged(self) -> DcueError:
+        """What to change when ALS gave non-finite factors."""
+        return DcueError(f"WMF diverged (non-finite factors with --alpha {self.alpha:g} and --regularization "
+                         f"{self.regularization:g}): give a smaller --alpha (default 40) or a --regularization "
+                         "nearer the default 0.01.")
 
     def attrs(self) -> dict:
         """The hyperparameters as HDF5 attributes (threads and device are run details, kept too)."""
@@ -81,7 +89,10 @@ def fit_wmf(counts, config: WmfConfig | None = None, show_progress: bool = True)
     matrix.eliminate_zeros()
     if matrix.nnz == 0:
         raise DcueError("there are no plays to fit WMF to.")
-    matrix.data = confidence(matrix.data, config.alpha, config.confidence, config.epsilon)
+    with np.errstate(over="ignore"):  # an overflow is named below, in the words of the options
+        matrix.data = confidence(matrix.data, config.alpha, config.confidence, config.epsilon)
+    if not np.isfinite(matrix.data).all():  # alpha x count beyond float32
+        raise config.diverged()
 
     device = implicit_device(config.device)
     threads = config.threads or usable_cores()
@@ -110,6 +121,10 @@ def fit_wmf(counts, config: WmfConfig | None = None, show_progress: bool = True)
                                             random_state=config.seed)
         try:
             model.fit(matrix, show_progress=False, callback=lambda *args: bar.update(1))
+        except Exception as exc:
+            if type(exc).__name__ == "ModelFitError":  # implicit's "NaN encountered in factors"
+                raise config.diverged() from None
+            raise
         finally:
             bar.close()
     if device == "gpu":
@@ -117,7 +132,7 @@ def fit_wmf(counts, config: WmfConfig | None = None, show_progress: bool = True)
     users = np.ascontiguousarray(model.user_factors, dtype=np.float32)
     items = np.ascontiguousarray(model.item_factors, dtype=np.float32)
     if not (np.isfinite(users).all() and np.isfinite(items).all()):
-        raise DcueError("WMF diverged (non-finite factors): raise --regularization or lower --alpha.")
+        raise config.diverged()
     seconds = time.perf_counter() - start
     return users, items, {"device": device, "threads": threads if device == "cpu" else None, "seconds": seconds}
 

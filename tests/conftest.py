@@ -237,3 +237,51 @@ def three_mels(hostile_audio):
     a = hostile_audio / "audio"
     invoke(["melspec", a / "ch1.wav", a / "ch2.wav", a / "sr8000.wav", "-o", out, "-j", "0"])
     return out
+
+
+# ----------------------------------------------------------------------------- a full disk
+# (appended by helper REL-SIGNALS)
+
+
+def fill_the_disk(monkeypatch):
+    """Every file that dcue_cli.io.atomic opens for writing takes a few bytes, then fails with
+    ENOSPC as on a full disk (no real full disk needed)."""
+    import builtins
+    import errno
+
+    from dcue_cli.io import atomic
+
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def write(self, data):
+            self.stream.write(data[:3])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.stream.close()
+
+        def __getattr__(self, name):
+            return getattr(self.stream, name)
+
+    def full_open(file, mode="r", *args, **kwargs):
+        stream = real_open(file, mode, *args, **kwargs)
+        return Full(stream) if any(c in mode for c in "wax") else stream
+
+    monkeypatch.setattr(atomic, "open", full_open, raising=False)
+
+
+def disk_full_line(target) -> str:
+    return (f"cannot write {target}: the disk is full (no space left on device): free some space, or write the "
+            "output to another disk (another -o or folder).")
+
+
+def leftovers(folder) -> list:
+    """Temporary files of an atomic write left in `folder` (there must be none)."""
+    return sorted(p.name for p in Path(folder).rglob(".*.tmp"))

@@ -408,3 +408,23 @@ def test_hetrec_tags_without_tag_names_say_to_give_them(world, tmp_path):
           f"{tags} is HetRec's user_taggedartists (userID, artistID, tagID): give its tag names too, with "
           "--tag-names tags.dat.")
     assert tags.read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- REL-SIGNALS: divergence, settings
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_diverging_tagger_is_one_line_naming_lr(tmp_path, optimizer):
+    from conftest import fails
+
+    _write_set(tmp_path)
+    fails(["autotag", tmp_path / "signal.h5", tmp_path / "tags.tsv", "--device", "cpu", "--epochs", 2,
+           "--lr", "1e30", "--optimizer", optimizer],
+          "the tagger diverged in epoch 1 (non-finite loss or scores): lower --lr (it is 1e+30).")
+
+
+@pytest.mark.parametrize("option", ["--lr", "--weight-decay", "--min-weight"])
+def test_a_non_finite_setting_is_a_misuse(tmp_path, option):
+    result = invoke(["autotag", tmp_path / "x.h5", tmp_path / "tags.tsv", option, "nan"], expect=2)
+    assert f"Error: Invalid value for '{option}': nan is not a finite number: give an ordinary number." \
+        in result.stderr

@@ -165,3 +165,29 @@ def test_embed_on_gpu_matches_cpu(toy, model, tmp_path):
     a, b = read_embeddings(tmp_path / "cpu.h5"), read_embeddings(tmp_path / "gpu.h5")
     assert np.allclose(a.item_vectors, b.item_vectors, atol=1e-3)
     assert np.allclose(a.user_vectors, b.user_vectors, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------- REL-SIGNALS: full disk, Ctrl-C
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(toy, model, tmp_path, monkeypatch):
+    from conftest import disk_full_line, error_line, fill_the_disk, leftovers
+
+    fill_the_disk(monkeypatch)
+    out = tmp_path / "dcue.h5"
+    result = invoke(["embed", model, toy / "mels.h5", "-o", out], expect=1)
+    assert error_line(result) == disk_full_line(out)
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_ctrl_c_exits_130_saying_nothing_was_written(toy, model, tmp_path, monkeypatch):
+    from dcue_cli.io import embeddings
+
+    def interrupted(*args, **kwargs):  # Ctrl-C as the vectors are about to be written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(embeddings, "write_bytes_atomically", interrupted)
+    out = tmp_path / "dcue.h5"
+    result = invoke(["embed", model, toy / "mels.h5", "-o", out], expect=130)
+    assert f"interrupted: nothing was written ({out} is as it was)." in result.stderr
+    assert "Aborted!" not in result.stderr and not out.exists()

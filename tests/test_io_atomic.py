@@ -172,3 +172,33 @@ def test_subset_never_replaces_a_binary_file_with_its_tsvs(world, tmp_path):
     (tmp_path / "out" / "splits.tsv").write_text("an old split\n")  # a text file of its kind: replaced
     invoke(["subset", world / "plays.tsv", "-o", tmp_path / "out"])
     assert (tmp_path / "out" / "plays.tsv").exists()
+
+
+# ----------------------------------------------------------------------------- a full disk (REL-SIGNALS)
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(monkeypatch, tmp_path):
+    from conftest import disk_full_line, fill_the_disk, leftovers
+
+    from dcue_cli.errors import DcueError
+    from dcue_cli.io.atomic import open_text_output, write_bytes_atomically
+
+    def text(target):
+        with open_text_output(target) as stream:
+            stream.write("a\tb\n")
+
+    (tmp_path / "kept.bin").write_bytes(b"complete")
+    fill_the_disk(monkeypatch)
+    for write in (lambda target: write_bytes_atomically(target, b"0123456789"), text):
+        with pytest.raises(DcueError) as caught:
+            write(tmp_path / "kept.bin")
+        assert caught.value.message == disk_full_line(tmp_path / "kept.bin")
+    assert (tmp_path / "kept.bin").read_bytes() == b"complete" and leftovers(tmp_path) == []
+
+
+def test_an_error_reading_an_input_inside_the_block_is_not_called_a_write_error(tmp_path):
+    from dcue_cli.io.atomic import atomic_path
+
+    with pytest.raises(FileNotFoundError), atomic_path(tmp_path / "out.txt"):
+        (tmp_path / "absent.txt").read_text()
+    assert list(tmp_path.iterdir()) == []

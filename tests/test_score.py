@@ -376,3 +376,26 @@ def test_a_missing_option_file_exits_1_like_a_missing_argument(world, tmp_path):
           f"{tmp_path / 'nope.tsv'} does not exist: check the path.")
     fails(["score", world / "emb.h5", "--user", "u00", "--id-map", tmp_path / "nope.txt"],
           f"{tmp_path / 'nope.txt'} does not exist: check the path.")
+
+
+# ----------------------------------------------------------------------------- REL-SIGNALS: bootstrap size, Ctrl-C
+
+
+def test_a_bootstrap_too_large_for_memory_is_a_misuse(cold):
+    _, plays, splits, model = cold
+    result = invoke(["score", model, "--plays", plays, "--splits", splits, "--bootstrap", 10**9], expect=2)
+    assert ("Error: Invalid value for '--bootstrap': 1000000000 is not in the range 100<=x<=100000."
+            in result.stderr)
+
+
+def test_ctrl_c_exits_130_saying_nothing_was_written(cold, monkeypatch):
+    from dcue_cli.evaluate import protocols
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(protocols, "bootstrap_means", interrupted)
+    _, plays, splits, model = cold
+    result = invoke(["score", model, "--plays", plays, "--splits", splits], expect=130)
+    assert "interrupted: nothing was written." in result.stderr and "Aborted!" not in result.stderr
+    assert result.stdout == ""

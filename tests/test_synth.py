@@ -259,3 +259,85 @@ def test_bad_format_and_rate_are_usage_errors(tmp_path):
 def test_help_has_example():
     out = invoke(["synth", "--help"]).stdout
     assert "Example:" in out and "--songs 10000 --users 20000" in out
+
+
+# ----------------------------------------------------------------------------- REL-SIGNALS: signals and resume
+
+STOPPED = ["--songs", 40, "--users", 30, "--seconds", 3]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth_ref") / "d"
+    invoke(["synth", out, *STOPPED, "--seed", 3, "-j", 2])
+    return out
+
+
+def _stop_synth(out, jobs, signals):
+    """`dcue synth` in a subprocess, sent `signals` once 4 audio files exist: (exit code, stderr)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO, popen_with_sigint
+
+    command = [sys.executable, "-m", "dcue_cli", "synth", str(out), *map(str, STOPPED), "--seed", "3", "-j", str(jobs)]
+    proc = popen_with_sigint(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("audio/*/*/TR*.mp3"))) < 4:
+        time.sleep(0.05)
+    for name in signals:
+        proc.send_signal(getattr(signal, name))
+        time.sleep(0.02)
+    _, stderr = proc.communicate(timeout=120)
+    return proc.returncode, stderr
+
+
+@pytest.mark.parametrize("jobs,signals", [(1, ["SIGINT"]), (2, ["SIGTERM"]), (1, ["SIGINT", "SIGINT"]),
+                                          (2, ["SIGINT", "SIGINT"])])
+def test_a_stopped_synth_keeps_whole_files_and_the_same_command_finishes_it(uninterrupted, tmp_path, jobs,
+                                                                             signals):
+    out = tmp_path / "d"
+    code, stderr = _stop_synth(out, jobs, signals)
+    assert code == 130, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert "rerun the same command to finish the dataset" in stderr
+    reference = _files(uninterrupted)
+    written = {name: data for name, data in _files(out).items() if name.startswith("audio/")}
+    assert written and all(data == reference[name] for name, data in written.items())  # none half-written
+    assert not [p for p in out.rglob(".*.tmp")] and not (out / "train_triplets.txt").exists()
+    result = invoke(["synth", out, *STOPPED, "--seed", 3, "-j", jobs])
+    assert f"resuming: {len(written)} of 40 songs kept" in result.stderr or len(written) == 0
+    assert _files(out) == reference  # byte for byte an uninterrupted run, synth.partial gone
+
+
+def test_an_unfinished_dataset_of_other_settings_is_named(tmp_path, monkeypatch):
+    from conftest import error_line
+
+    from dcue_cli.synth import generate
+
+    out = tmp_path / "d"
+    real, calls = generate.song_bytes, []
+
+    def stop_after_two(task):  # what a Ctrl-C during the third song does
+        calls.append(task)
+        if len(calls) > 2:
+            raise KeyboardInterrupt
+        return real(task)
+
+    args = ["--songs", 5, "--users", 4, "--seconds", 1, "--format", "wav"]
+    monkeypatch.setattr(generate, "song_bytes", stop_after_two)
+    result = invoke(["synth", out, *args, "--seed", 1, "-j", 1], expect=130)
+    assert "the 2 songs written are kept" in result.stderr
+    monkeypatch.setattr(generate, "song_bytes", real)
+
+    result = invoke(["synth", out, *args, "--seed", 2, "-j", 1], expect=1)
+    assert error_line(result) == (
+        f"{out} holds an unfinished synthetic dataset made with other settings (songs 5, users 4, seconds 1.0, "
+        "format wav, sample-rate 22050, seed 1): rerun that command to finish it, or give --overwrite to "
+        "replace it.")
+    invoke(["synth", out, *args, "--seed", 1, "-j", 1])  # the same settings finish it
+    assert not (out / "synth.partial").exists() and len(list(out.glob("audio/*/*/TR*.wav"))) == 5
+    invoke(["synth", out, *args, "--seed", 2, "-j", 1, "--overwrite"])
+    assert len(read_id_map(out / "unique_tracks.txt")) == 5 and not (out / "synth.partial").exists()

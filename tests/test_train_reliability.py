@@ -312,3 +312,55 @@ def test_starting_afresh_over_an_unfinished_run_is_refused_unless_fresh(model, t
     # a finished run's MODEL.last.pt is replaced as before (the run just written ran its one epoch)
     r = invoke(toy_args(toy, out, "--epochs", "1", "--steps-per-epoch", "1"))
     assert "starting afresh and replacing it" in r.stderr
+
+
+# ----------------------------------------------------------------------------- REL-SIGNALS: full disk, divergence
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(toy, tmp_path, monkeypatch):
+    from conftest import disk_full_line, fill_the_disk, leftovers
+
+    fill_the_disk(monkeypatch)
+    out = tmp_path / "model.pt"
+    r = invoke(toy_args(toy, out, "--epochs", "1", "--steps-per-epoch", "1"), expect=1)
+    assert error_line(r) == disk_full_line(out)
+    assert not out.exists() and leftovers(tmp_path) == [] and not out.with_name("model.lock").exists()
+
+
+def test_a_diverging_run_is_one_line_naming_lr_and_saves_nothing(toy, tmp_path):
+    out = tmp_path / "model.pt"
+    r = invoke(toy_args(toy, out, "--epochs", "2", "--steps-per-epoch", "3", "--lr", "1e30"), expect=1)
+    assert error_line(r) == ("training diverged at step 3 (epoch 1) (the loss is nan, not a finite number): "
+                             "lower --lr (it is 1e+30); no non-finite model was saved.")
+    assert not out.exists() and not out.with_name("model.last.pt").exists()
+    assert not out.with_name("model.lock").exists()
+
+
+@pytest.mark.parametrize("option", ["--lr", "--margin", "--temperature", "--momentum"])
+def test_a_non_finite_setting_is_a_misuse(toy, tmp_path, option):
+    out = tmp_path / "model.pt"
+    r = invoke(toy_args(toy, out, option, "inf"), expect=2)
+    assert f"Error: Invalid value for '{option}': inf is not a finite number: give an ordinary number." in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_divergence_in_a_later_epoch_keeps_the_last_good_checkpoints(toy, tmp_path, monkeypatch):
+    import torch
+
+    from dcue_cli.train import objectives
+
+    real, calls = objectives.batch_loss, []
+
+    def nan_from_epoch_two(*args, **kwargs):  # the loss of every step after the first epoch's 3
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) > 3 else loss
+
+    monkeypatch.setattr(objectives, "batch_loss", nan_from_epoch_two)
+    out = tmp_path / "model.pt"
+    r = invoke(toy_args(toy, out, "--epochs", "3", "--steps-per-epoch", "3", "--patience", "0"), expect=1)
+    assert error_line(r).startswith("training diverged at step 6 (epoch 2) (the loss is nan")
+    for path in (out, out.with_name("model.last.pt")):
+        state = torch.load(path, weights_only=True)
+        assert state["position"]["epoch"] == 1
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

@@ -176,3 +176,56 @@ def test_lastfm_slice_warm_pipeline_beats_popularity(tmp_path):
     assert report["users"] > 1000
     assert wmf["metrics"]["auc"]["mean"] > 0.85
     assert wmf["vs_first"]["precision@10"]["ci_low"] > 0  # clearly better than popularity at the top
+
+
+# ----------------------------------------------------------------------------- REL-SIGNALS: full disk, seeds, divergence
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    from conftest import disk_full_line, fill_the_disk, leftovers
+
+    plays = _block_plays(tmp_path / "p.tsv")
+    before = plays.read_bytes()
+    fill_the_disk(monkeypatch)
+    out = tmp_path / "wmf.h5"
+    fails(["wmf", plays, "-o", out, "--factors", 3, "--iterations", 1], disk_full_line(out))
+    assert not out.exists() and leftovers(tmp_path) == [] and plays.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["subset", "wmf", "train", "synth", "autotag", "score"])
+@pytest.mark.parametrize("seed", [-1, 10**23])
+def test_a_seed_out_of_range_is_a_misuse_for_every_command(command, seed):
+    # one definition (options.seed_option): what numpy, implicit and torch all take
+    result = invoke([command, "--seed", seed, "x", "y"], expect=2)
+    assert f"Error: Invalid value for '--seed': {seed} is not in the range 0<=x<=4294967295." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_largest_seed_fits(tmp_path):
+    plays = _block_plays(tmp_path / "p.tsv")
+    invoke(["wmf", plays, "-o", tmp_path / "w.h5", "--factors", 3, "--iterations", 1, "--seed", 2**32 - 1])
+    invoke(["subset", plays, "-o", tmp_path / "sub", "--seed", 2**32 - 1, "--songs", 10, "--users", 10])
+    invoke(["synth", tmp_path / "syn", "--songs", 2, "--users", 2, "--seconds", 1, "--format", "wav",
+            "--seed", 2**32 - 1])
+
+
+@pytest.mark.parametrize("option,value", [("--alpha", "nan"), ("--alpha", "inf"), ("--regularization", "nan"),
+                                          ("--epsilon", "-inf")])
+def test_a_non_finite_setting_is_a_misuse(tmp_path, option, value):
+    plays = _block_plays(tmp_path / "p.tsv")
+    result = invoke(["wmf", plays, "-o", tmp_path / "w.h5", option, value], expect=2)
+    assert f"Error: Invalid value for '{option}': {value} is not a finite number: give an ordinary number." \
+        in result.stderr
+    assert not (tmp_path / "w.h5").exists()
+
+
+@pytest.mark.parametrize("setting", [["--alpha", "1e20"], ["--alpha", "1e38"], ["--regularization", "1e30"]])
+def test_a_diverging_fit_is_one_line_saying_what_to_change(tmp_path, setting):
+    plays = _block_plays(tmp_path / "p.tsv")
+    out = tmp_path / "w.h5"
+    alpha = float(setting[1]) if setting[0] == "--alpha" else 40.0
+    regularization = float(setting[1]) if setting[0] == "--regularization" else 0.01
+    fails(["wmf", plays, "-o", out, "--factors", 3, "--iterations", 2, *setting],
+          f"WMF diverged (non-finite factors with --alpha {alpha:g} and --regularization {regularization:g}): "
+          "give a smaller --alpha (default 40) or a --regularization nearer the default 0.01.")
+    assert_absent(out)

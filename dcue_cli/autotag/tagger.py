@@ -2,6 +2,7 @@
 BCE and early-stopped on the valid items (the epoch best on them is kept)."""
 
 import contextlib
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,6 +141,7 @@ def _train_tagger(x_train, y_train, x_valid, y_valid, config: TaggerConfig) -> T
         train_loss = _train_epoch(model, opt, loss_fn, xt, yt, config.batch_size, generator, device)
         logits = _eval_logits(model, xv)
         valid_loss = float(loss_fn(logits, yv))
+        _refuse_divergence(train_loss, valid_loss, logits, epoch, config)
         valid_auc = float(np.nanmean(per_tag_auc(logits.float().cpu().numpy(), y_valid))) \
             if has_valid_auc else float("nan")
         history.append((train_loss, valid_loss, valid_auc))
@@ -154,6 +156,16 @@ def _train_tagger(x_train, y_train, x_valid, y_valid, config: TaggerConfig) -> T
     model.load_state_dict(best_state)
     model.eval()
     return Tagger(model, mean, std, device, config.threads, best_epoch, len(history), float(best), history)
+
+
+def _refuse_divergence(train_loss: float, valid_loss: float, logits, epoch: int, config: TaggerConfig) -> None:
+    """One line that says what to change when a fit gives non-finite losses or scores."""
+    import torch
+
+    if math.isfinite(train_loss) and math.isfinite(valid_loss) and bool(torch.isfinite(logits).all()):
+        return
+    raise DcueError(f"the tagger diverged in epoch {epoch} (non-finite loss or scores): lower --lr (it is "
+                    f"{config.lr:g}).")
 
 
 def _optimizer(model, config: TaggerConfig):

@@ -4,7 +4,7 @@ import json
 
 import click
 
-from dcue_cli.options import device_option, json_option, seed_option
+from dcue_cli.options import device_option, finite, json_option, seed_option
 
 
 def _parse_hidden(ctx, param, value):
@@ -34,18 +34,18 @@ def _parse_hidden(ctx, param, value):
                    "user_taggedartists file and a tag's weight is the number of users who applied it.")
 @click.option("--top", type=click.IntRange(min=1), default=50, show_default=True,
               help="Predict the N most used tags (counted over the items that take part).")
-@click.option("--min-weight", type=float, default=0.0, show_default=True,
+@click.option("--min-weight", type=finite(), default=0.0, show_default=True,
               help="A tag counts for an item when its weight reaches this (Last.fm: 0-100; a TSV line "
                    "without weight counts as 100; HetRec: number of users).")
 @click.option("--hidden", default="512,512", show_default=True, callback=_parse_hidden,
               help="Widths of the hidden layers (each Linear, BatchNorm, ReLU).")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+@click.option("--dropout", type=finite(0, 1, max_open=True), default=0.0, show_default=True,
               help="Dropout after each hidden layer.")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True,
               help="Adam, or SGD with Nesterov momentum 0.9.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+@click.option("--lr", type=finite(min=0, min_open=True), default=1e-3, show_default=True,
               help="Learning rate.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--weight-decay", type=finite(min=0), default=0.0, show_default=True,
               help="L2 weight decay.")
 @click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True,
               help="Training items per batch (batches are of about this size, never below 2).")

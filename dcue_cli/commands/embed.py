@@ -16,7 +16,8 @@ from dcue_cli.options import device_option, output_option
 @click.option("--no-amp", is_flag=True, help="Compute in float32 on CUDA instead of bfloat16 autocast.")
 @click.option("--allow-feature-mismatch", is_flag=True,
               help="Embed even if MELS was computed with other settings (sr, n_fft, hop) than the training mels.")
-def cli(model, mels, output, device, batch_crops, no_amp, allow_feature_mismatch):
+@click.pass_context
+def cli(ctx, model, mels, output, device, batch_crops, no_amp, allow_feature_mismatch):
     """Embed every item of MELS and every user of MODEL (a checkpoint from `dcue train`).
 
     An item's vector is the mean of the audio network's outputs over its non-overlapping
@@ -34,7 +35,11 @@ def cli(model, mels, output, device, batch_crops, no_amp, allow_feature_mismatch
     """
     from dcue_cli.embed import run_embed
 
-    r = run_embed(model, mels, output, device=device, batch_crops=batch_crops, amp=not no_amp,
-                  allow_feature_mismatch=allow_feature_mismatch)
+    try:
+        r = run_embed(model, mels, output, device=device, batch_crops=batch_crops, amp=not no_amp,
+                      allow_feature_mismatch=allow_feature_mismatch)
+    except KeyboardInterrupt:
+        log.warning("interrupted: nothing was written (%s is as it was).", output)
+        ctx.exit(130)  # 128 + SIGINT, as every command
     log.info("wrote %s: %s items and %s users, %d dimensions (source %s, similarity %s)", r.output,
              f"{r.n_items:,}", f"{r.n_users:,}", r.dims, r.source, r.similarity)

@@ -8,6 +8,9 @@ import click
 from dcue_cli import log
 from dcue_cli.options import json_option, plays_input_options, seed_option
 
+# the resamples' means take n_boot x models floats and n_boot x users draws: bounded, as a misuse
+MAX_BOOTSTRAP = 100_000
+
 PROTOCOLS_HINT = ("give --plays and --splits (the cold-start protocol) or --train-plays and --test-plays "
                   "(the warm protocol)")
 
@@ -54,8 +57,8 @@ def _one_stdin(inputs: dict) -> None:
 @click.option("--missing", type=click.Choice(["penalize", "drop"]), default="penalize", show_default=True,
               help="Items or users without a vector in a file: 'penalize' ranks such items last (tied) and "
                    "gives such users all-tied scores; 'drop' evaluates only what every file has.")
-@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=1000, show_default=True,
-              help="Bootstrap resamples of users for the 95% intervals and paired differences.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100, max=MAX_BOOTSTRAP), default=1000,
+              show_default=True, help="Bootstrap resamples of users for the 95% intervals and paired differences.")
 @seed_option()
 @json_option
 @click.option("--per-user", type=click.Path(dir_okay=False, allow_dash=True),
@@ -147,10 +150,14 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
             check_output_path(path, what)  # before the work, not after
     from dcue_cli.evaluate.score import ScoreRequest, run_score
 
-    result = run_score(ScoreRequest(
-        list(embeddings), plays=plays, splits=splits, on=on_split, train_plays=train_plays, test_plays=test_plays,
-        popularity=popularity, popularity_from=popularity_from, ks=ks, missing=missing, n_boot=n_boot, seed=seed,
-        threads=threads, read_opts=read_opts, per_user=per_user, plot=plot, plot_format=plot_format, paper=paper))
+    try:
+        result = run_score(ScoreRequest(
+            list(embeddings), plays=plays, splits=splits, on=on_split, train_plays=train_plays, test_plays=test_plays,
+            popularity=popularity, popularity_from=popularity_from, ks=ks, missing=missing, n_boot=n_boot, seed=seed,
+            threads=threads, read_opts=read_opts, per_user=per_user, plot=plot, plot_format=plot_format, paper=paper))
+    except KeyboardInterrupt:
+        log.warning("interrupted: nothing was written.")
+        click.get_current_context().exit(130)  # 128 + SIGINT, as every command
     if as_json or per_user == "-":  # data on stdout: the table for people on stderr
         if not log.is_quiet():
             click.echo(result.table, err=True)

@@ -5,6 +5,7 @@ import click
 from dcue_cli import log
 from dcue_cli.options import (
     device_option,
+    finite,
     output_option,
     plays_input_options,
     seed_option,
@@ -39,7 +40,7 @@ def _int_list(text, name):
 @click.option("--target", type=click.Path(dir_okay=False),
               help="For --objective regress: WMF factors from `dcue wmf --fit-on train` (so no test "
                    "interaction reaches them).")
-@click.option("--margin", type=float, default=0.2, show_default=True, help="Hinge margin Δ.")
+@click.option("--margin", type=finite(), default=0.2, show_default=True, help="Hinge margin Δ.")
 @click.option("--negatives", type=click.IntRange(min=1), default=20, show_default=True,
               help="Negative songs per positive pair (with --shared-negatives: the size of the batch's pool).")
 @click.option("--negative-sampling", type=click.Choice(["uniform", "popularity"]), default="uniform",
@@ -56,7 +57,7 @@ def _int_list(text, name):
               help="Song-grouped batches: --batch-size pairs on batch/L songs, L listeners sharing each "
                    "song's crop (L times the pairs per crop through the audio network; every pair stays "
                    "equally likely). Needs --shared-negatives.")
-@click.option("--temperature", type=float, default=0.1, show_default=True, help="Softmax temperature.")
+@click.option("--temperature", type=finite(), default=0.1, show_default=True, help="Softmax temperature.")
 @click.option("--weighting", type=click.Choice(["binary", "log"]), default="binary", show_default=True,
               help="binary: plays binarised (the paper); log: positives weighted by 1 + log(count).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
@@ -64,12 +65,12 @@ def _int_list(text, name):
                    "256 or more suits a large GPU.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True,
               help="SGD with Nesterov momentum (the paper) or Adam.")
-@click.option("--lr", type=float, default=0.05, show_default=True,
+@click.option("--lr", type=finite(), default=0.05, show_default=True,
               help="Learning rate (the loss is the mean over pairs of the sum over --negatives negatives).")
-@click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD (Nesterov) momentum.")
-@click.option("--lr-decay", type=float, default=1e-6, show_default=True,
+@click.option("--momentum", type=finite(), default=0.9, show_default=True, help="SGD (Nesterov) momentum.")
+@click.option("--lr-decay", type=finite(), default=1e-6, show_default=True,
               help="lr / (1 + decay × step), as the authors' Keras SGD.")
-@click.option("--plateau-factor", type=click.FloatRange(min=0, max=1, min_open=True), default=0.2, show_default=True,
+@click.option("--plateau-factor", type=finite(min=0, max=1, min_open=True), default=0.2, show_default=True,
               help="Multiply the learning rate by this after --plateau-patience epochs without a better "
                    "validation AUC (1: never).")
 @click.option("--plateau-patience", type=click.IntRange(min=1), default=2, show_default=True,
@@ -77,7 +78,7 @@ def _int_list(text, name):
 @click.option("--curves/--no-curves", default=True, show_default=True,
               help="Draw the loss and validation-AUC curves to MODEL.curves.png beside the log after every "
                    "epoch (needs matplotlib: pip install 'dcue[plot]').")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True, help="L2 weight decay.")
+@click.option("--weight-decay", type=finite(), default=0.0, show_default=True, help="L2 weight decay.")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Most epochs to train.")
 @click.option("--steps-per-epoch", type=click.IntRange(min=0), default=0, show_default=True,
               help="Steps between validations (0: one pass over the training plays).")

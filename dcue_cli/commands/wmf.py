@@ -5,6 +5,7 @@ import click
 from dcue_cli import log
 from dcue_cli.options import (
     device_option,
+    finite,
     output_option,
     plays_input_options,
     seed_option,
@@ -21,15 +22,15 @@ from dcue_cli.options import (
 @output_option("Embeddings HDF5 to write (users and items; similarity dot).")
 @click.option("--factors", type=click.IntRange(min=1), default=100, show_default=True,
               help="Latent dimensions.")
-@click.option("--regularization", type=click.FloatRange(min=0), default=0.01, show_default=True,
+@click.option("--regularization", type=finite(min=0), default=0.01, show_default=True,
               help="L2 weight on the factors (lambda).")
 @click.option("--iterations", type=click.IntRange(min=1), default=15, show_default=True,
               help="ALS sweeps (users then items).")
-@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=40.0, show_default=True,
+@click.option("--alpha", type=finite(min=0, min_open=True), default=40.0, show_default=True,
               help="Confidence scale: how much more a play counts than a non-play.")
 @click.option("--confidence", type=click.Choice(["linear", "log"]), default="linear", show_default=True,
               help="linear: 1 + alpha*c; log: 1 + alpha*log(1 + c/epsilon) (for heavy-tailed counts).")
-@click.option("--epsilon", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--epsilon", type=finite(min=0, min_open=True), default=1.0, show_default=True,
               help="The epsilon of --confidence log.")
 @seed_option()
 @click.option("--threads", type=click.IntRange(min=1), default=None,

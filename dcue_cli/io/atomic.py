@@ -5,6 +5,7 @@ an existing file is replaced only by a complete new one.
 """
 
 import contextlib
+import errno
 import gzip
 import io
 import os
@@ -34,6 +35,29 @@ def temp_path_beside(target) -> Path:
 def _cannot_write(target, exc: OSError) -> DcueError:
     reason = exc.strerror or str(exc)
     return DcueError(f"cannot write {target} ({reason}): give an output path in a folder you can write to.")
+
+
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_FULL_WORDS = ("no space left on device", "disk quota exceeded", "errno = 28", "errno = 122")
+
+
+def is_disk_full(exc: OSError) -> bool:
+    """ENOSPC or EDQUOT, also from h5py (which may give the errno only in its message)."""
+    return exc.errno in _FULL or any(word in str(exc).lower() for word in _FULL_WORDS)
+
+
+def write_failed(target, exc: OSError) -> DcueError:
+    """The one line for an output that could not be written: a full disk names its fix."""
+    if is_disk_full(exc):
+        return DcueError(f"cannot write {target}: the disk is full (no space left on device): free some space, "
+                         "or write the output to another disk (another -o or folder).")
+    return _cannot_write(target, exc)
+
+
+def _is_write_error(exc: OSError, tmp: Path) -> bool:
+    """An error of writing `tmp` (not, say, of reading an input inside the block)."""
+    return is_disk_full(exc) or (exc.filename is not None and os.fspath(exc.filename) == os.fspath(tmp)) or (
+        exc.filename is None and str(tmp) in str(exc))
 
 
 def check_output_path(target, what: str = "output") -> None:
@@ -82,15 +106,30 @@ def atomic_path(target):
     except OSError as exc:
         raise _cannot_write(target, exc) from None
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:  # a full disk, or a write refused, while the block wrote tmp
+            if not _is_write_error(exc, tmp):
+                raise
+            raise write_failed(target, exc) from None
         try:
             os.replace(tmp, target)
         except OSError as exc:
-            raise _cannot_write(target, exc) from None
+            raise write_failed(target, exc) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def write_bytes_atomically(target, data) -> None:
+    """`data` (bytes or a buffer) as the whole of `target`, atomically; a full disk is one line.
+
+    Formats whose library leaves its state broken by a failed write (HDF5 crashes at exit after
+    a full disk; torch's writer reports it as an opaque RuntimeError) are built in memory first
+    and written through here."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as stream:
+        stream.write(data)
 
 
 @contextlib.contextmanager

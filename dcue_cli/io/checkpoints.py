@@ -11,6 +11,7 @@ loading it could run code. Its keys: `format` ("dcue-model"), `version`, `dcue_v
 `user_vectors` and `target_scale`. `dcue_cli.train.state` builds and restores it.
 """
 
+import io
 import os
 
 from dcue_cli.errors import DcueError
@@ -27,10 +28,12 @@ def save_checkpoint(path, state: dict) -> None:
     """torch.save to a temporary file beside `path`, renamed into place when complete."""
     import torch
 
-    from dcue_cli.io.atomic import atomic_path
+    from dcue_cli.io.atomic import write_bytes_atomically
 
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # in memory first: torch's own file writer reports a full disk as an opaque RuntimeError
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomically(path, buffer.getbuffer())
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:

@@ -6,13 +6,14 @@
                 plus whatever produced it (hyperparameters, input files, dcue version).
 """
 
+import io
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dcue_cli import __version__
 from dcue_cli.errors import DcueError, first_line
-from dcue_cli.io.atomic import atomic_path
+from dcue_cli.io.atomic import write_bytes_atomically
 
 SIMILARITIES = ("cosine", "dot")
 WRITERS_HINT = "was it written by `dcue embed` or `dcue wmf`?"
@@ -55,7 +56,10 @@ def write_embeddings(path, emb: Embeddings) -> None:
     if items.ndim != 2 or len(items) != len(emb.item_ids):
         raise ValueError("item_vectors must be (len(item_ids), d)")
     string = h5py.string_dtype("utf-8")
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    # Built in memory, then written in one go: HDF5 left with a file it could not flush (a full
+    # disk) crashes the process at exit.
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
         g = f.create_group("items")
         g.create_dataset("ids", data=_str_array(emb.item_ids), dtype=string)
         g.create_dataset("vectors", data=items)
@@ -73,6 +77,7 @@ def write_embeddings(path, emb: Embeddings) -> None:
             if key in ("source", "similarity", "dcue_version") or value is None:
                 continue
             f.attrs[key] = value if isinstance(value, (int, float, str, bool, np.number)) else str(value)
+    write_bytes_atomically(path, buffer.getbuffer())
 
 
 def is_embeddings_file(path) -> bool:

@@ -13,8 +13,15 @@ import numpy as np
 
 from dcue_cli import log
 from dcue_cli.errors import DcueError
+from dcue_cli.interrupts import StopSignals
 from dcue_cli.synth import FORMATS, SAMPLE_RATES
 from dcue_cli.synth.encode import encode_audio
+from dcue_cli.synth.progress import (
+    Progress,
+    describe_settings,
+    read_progress,
+    settings_of,
+)
 from dcue_cli.synth.render import render_song
 from dcue_cli.synth.tags import sample_tags
 from dcue_cli.synth.world import (
@@ -51,16 +58,35 @@ def audio_path(out_dir, track_id: str, audio_format: str) -> Path:
     return Path(out_dir) / "audio" / track_id[2] / track_id[3] / f"{track_id}.{audio_format}"
 
 
-def render_task(task) -> int:
-    """Worker: render, encode and atomically write one song; returns the bytes written."""
-    from dcue_cli.io.atomic import atomic_path
+_STOP = None  # in a worker process: the main process's stop request (a multiprocessing Event)
 
+
+def song_bytes(task) -> bytes:
+    """One song's file bytes: a function of (settings, index) alone."""
     index, style_row, path, sample_rate, seconds, audio_format, seed = task
     signal = render_song(style_row, sample_rate, seconds, random_stream(seed, STREAM_AUDIO, index))
-    data = encode_audio(signal, sample_rate, audio_format, serial=zlib.crc32(Path(path).stem.encode()))
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return len(data)
+    return encode_audio(signal, sample_rate, audio_format, serial=zlib.crc32(Path(path).stem.encode()))
+
+
+def _worker_init(stop_event) -> None:
+    """Ctrl-C reaches the whole process group: the main process alone decides when to stop."""
+    import signal
+
+    global _STOP
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _STOP = stop_event
+
+
+def render_task(task) -> tuple:
+    """Worker: render, encode and atomically write one song: (index, bytes written), or
+    (index, None) when a stop was requested before it began."""
+    from dcue_cli.io.atomic import write_bytes_atomically
+
+    if _STOP is not None and _STOP.is_set():
+        return task[0], None
+    data = song_bytes(task)
+    write_bytes_atomically(task[2], data)
+    return task[0], len(data)
 
 
 def existing_outputs(out_dir) -> list:
@@ -71,6 +97,12 @@ def existing_outputs(out_dir) -> list:
     if audio.is_dir() and any(audio.iterdir()):
         found.append("audio/")
     return found
+
+
+def _remove_temporary_audio(out_dir) -> None:
+    """Temporary files of audio writes cut short by a forced stop (never a complete file)."""
+    for path in sorted((Path(out_dir) / "audio").glob("*/*/.TR*.tmp")):
+        path.unlink(missing_ok=True)
 
 
 def _prune_stale_audio(out_dir, keep: set) -> int:
@@ -87,8 +119,9 @@ def _prune_stale_audio(out_dir, keep: set) -> int:
     return removed
 
 
-def check_request(out_dir, config: SynthConfig, overwrite: bool) -> None:
-    """Refuse an unknown format or rate, a file as the folder, or a previous dataset without `overwrite`."""
+def check_request(out_dir, config: SynthConfig, overwrite: bool) -> dict | None:
+    """Refuse an unknown format or rate, a file as the folder, or a previous dataset without
+    `overwrite`; the songs done ({index: bytes}) of an unfinished run with these settings, else None."""
     if config.audio_format not in FORMATS:
         raise DcueError(f"audio format {config.audio_format!r} is not one of {', '.join(FORMATS)}.")
     if config.sample_rate not in SAMPLE_RATES:
@@ -96,40 +129,74 @@ def check_request(out_dir, config: SynthConfig, overwrite: bool) -> None:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DcueError(f"{out_dir} is a file, not a folder: give a folder for the dataset.")
+    settings, done = read_progress(out)
+    if settings == settings_of(config):
+        return done  # an interrupted run of the same command: finish it
+    if settings is not None and not overwrite:
+        raise DcueError(f"{out_dir} holds an unfinished synthetic dataset made with other settings "
+                        f"({describe_settings(settings)}): rerun that command to finish it, or give "
+                        "--overwrite to replace it.")
     found = existing_outputs(out)
     if found and not overwrite:
         raise DcueError(f"{out_dir} already holds a synthetic dataset ({', '.join(found)}): "
                         "give --overwrite to replace it, or choose another folder.")
+    return None
 
 
-def render_audio(out: Path, world: World, jobs: int) -> tuple:
-    """Render, encode and write every song's audio file: (paths, bytes written)."""
+def render_audio(out: Path, world: World, jobs: int, progress: Progress, stop: StopSignals) -> list:
+    """Render, encode and write every song's audio file not done yet; its paths.
+
+    A stop request (Ctrl-C, SIGTERM) lets the songs in flight finish, then KeyboardInterrupt."""
     config = world.config
     paths = [audio_path(out, tid, config.audio_format) for tid in world.track_ids]
     for folder in sorted({p.parent for p in paths}):
         folder.mkdir(parents=True, exist_ok=True)
+    todo = [i for i in range(config.songs) if not _is_done(progress, i, paths[i])]
     tasks = [(i, world.style[i], str(paths[i]), config.sample_rate, config.seconds, config.audio_format,
-              config.seed) for i in range(config.songs)]
-    audio_bytes = 0
-    bar = log.progress(total=len(tasks), desc="rendering audio", unit=" songs")
+              config.seed) for i in todo]
+    bar = log.progress(total=config.songs, initial=config.songs - len(tasks), desc="rendering audio",
+                       unit=" songs")
     try:
         if jobs <= 1 or len(tasks) <= 1:
-            for task in tasks:
-                audio_bytes += render_task(task)
-                bar.update(1)
+            _render_here(tasks, progress, stop, bar)
         else:
-            import multiprocessing
-
-            # spawn: no fork of a process that may hold threads (tqdm's monitor, BLAS pools).
-            ctx = multiprocessing.get_context("spawn")
-            chunk = max(1, min(8, len(tasks) // (jobs * 16)))
-            with ctx.Pool(min(jobs, len(tasks))) as pool:
-                for size in pool.imap_unordered(render_task, tasks, chunksize=chunk):
-                    audio_bytes += size
-                    bar.update(1)
+            _render_in_workers(tasks, jobs, progress, stop, bar)
     finally:
         bar.close()
-    return paths, audio_bytes
+    stop.check()
+    return paths
+
+
+def _is_done(progress: Progress, index: int, path: Path) -> bool:
+    size = progress.done.get(index)
+    return size is not None and path.is_file() and path.stat().st_size == size
+
+
+def _render_here(tasks, progress, stop, bar) -> None:
+    from dcue_cli.io.atomic import write_bytes_atomically
+
+    for task in tasks:
+        stop.check()
+        with stop.deferred():  # the encoder's callbacks swallow exceptions: a 2nd signal waits for it
+            data = song_bytes(task)
+        write_bytes_atomically(task[2], data)
+        progress.add(task[0], len(data))
+        bar.update(1)
+
+
+def _render_in_workers(tasks, jobs, progress, stop, bar) -> None:
+    import multiprocessing
+
+    # spawn: no fork of a process that may hold threads (tqdm's monitor, BLAS pools).
+    ctx = multiprocessing.get_context("spawn")
+    stop_event = ctx.Event()
+    stop.on_request = stop_event.set  # the workers start no song after a stop request
+    chunk = max(1, min(8, len(tasks) // (jobs * 16)))
+    with ctx.Pool(min(jobs, len(tasks)), initializer=_worker_init, initargs=(stop_event,)) as pool:
+        for index, size in pool.imap_unordered(render_task, tasks, chunksize=chunk):
+            if size is not None:
+                progress.add(index, size)
+                bar.update(1)
 
 
 def write_tables(out: Path, world: World, plays: tuple, tags: list) -> None:
@@ -173,20 +240,36 @@ def write_truth(path: Path, world: World) -> None:
 
 
 def run_synth(out_dir, config: SynthConfig, *, jobs: int = 1, overwrite: bool = False) -> SynthSummary:
-    """Write the whole dataset under `out_dir`; refuse to replace a previous one unless `overwrite`."""
+    """Write the whole dataset under `out_dir`; refuse to replace a previous one unless `overwrite`.
+
+    Ctrl-C or SIGTERM: the songs written are kept (synth.partial lists them), then
+    KeyboardInterrupt; the same call again finishes the dataset, with the same bytes."""
     from dcue_cli.io.atomic import make_folder
 
     started = time.perf_counter()
-    check_request(out_dir, config, overwrite)
+    done = check_request(out_dir, config, overwrite)
     out = Path(out_dir)
     make_folder(out)
-
-    world = make_world(config)
-    users, songs, counts = sample_plays(world)
-    tags = sample_tags(world)
-    paths, audio_bytes = render_audio(out, world, jobs)
-    write_tables(out, world, (users, songs, counts), tags)
-    write_truth(out / "truth.h5", world)
+    progress = Progress(out, config, done or {})
+    with StopSignals() as stop:
+        progress.start(fresh=done is None)
+        try:
+            _remove_temporary_audio(out)
+            if done:
+                log.info("resuming: %d of %d songs kept from an interrupted run (%s)", len(progress.done),
+                         config.songs, progress.path)
+            world = make_world(config)
+            users, songs, counts = sample_plays(world)
+            tags = sample_tags(world)
+            paths = render_audio(out, world, jobs, progress, stop)
+            write_tables(out, world, (users, songs, counts), tags)
+            write_truth(out / "truth.h5", world)
+        except KeyboardInterrupt:
+            progress.close()
+            log.warning("interrupted: the %d songs written are kept in %s; rerun the same command to finish "
+                        "the dataset.", len(progress.done), out_dir)
+            raise
+        progress.finish()
     if overwrite:
         removed = _prune_stale_audio(out, set(paths))
         if removed:
@@ -195,7 +278,8 @@ def run_synth(out_dir, config: SynthConfig, *, jobs: int = 1, overwrite: bool = 
     return SynthSummary(
         songs=config.songs, users=config.users, plays=len(users), play_count_total=int(counts.sum()),
         tags=len(tags), tagged_songs=len({s for s, _, _ in tags}),
-        audio_seconds=config.songs * float(config.seconds), audio_bytes=audio_bytes,
+        audio_seconds=config.songs * float(config.seconds),
+        audio_bytes=sum(path.stat().st_size for path in paths),
         wall_seconds=time.perf_counter() - started,
     )
 

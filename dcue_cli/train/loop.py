@@ -306,7 +306,7 @@ class Trainer:
         """The steps of one epoch (from where a resumed run stopped); (mean loss, seconds, lr)."""
         import torch
 
-        from dcue_cli.train.objectives import batch_loss
+        from dcue_cli.train.objectives import batch_loss, refuse_divergence
         from dcue_cli.train.sampling import iterate_steps
 
         cfg, steps, crops_per_step = self.cfg, self._steps(), self.sampler.crops_per_batch()
@@ -336,8 +336,9 @@ class Trainer:
             self.step_in_epoch = first + done
             if done % 10 == 0 or self.step_in_epoch == steps:
                 rate = done * crops_per_step / max(time.perf_counter() - t0, 1e-9)
-                # one host sync per 10 steps
-                bar.set_postfix(loss=f"{float(loss_sum) / n_loss:.4f}", crops_s=f"{rate:,.0f}", refresh=False)
+                running = float(loss_sum) / n_loss  # one host sync per 10 steps
+                refuse_divergence(running, cfg, f"at step {self.global_step} (epoch {epoch + 1})")
+                bar.set_postfix(loss=f"{running:.4f}", crops_s=f"{rate:,.0f}", refresh=False)
             bar.update(1)
             if cfg.log_every and self.global_step % cfg.log_every == 0 and self.step_in_epoch < steps:
                 self._log_row(epoch=epoch + 1, step=self.global_step, loss=float(loss_sum) / n_loss,
@@ -354,6 +355,8 @@ class Trainer:
         seconds = time.perf_counter() - t0
         self.rate = done * crops_per_step / max(seconds, 1e-9)
         mean_loss = float(loss_sum) / max(n_loss, 1)
+        # before any save: the last good checkpoints stay what they are
+        refuse_divergence(mean_loss, cfg, f"in epoch {epoch + 1}", self.model)
         if interrupted:
             if self.master:
                 self._save(self.last, epoch=epoch, step_in_epoch=self.step_in_epoch)

@@ -68,3 +68,23 @@ def pair_scores(users, items, batch, shared_negatives: bool):
             mask = torch.ones_like(neg)
         neg, mask = torch.cat([neg, inb], 1), torch.cat([mask, inb_mask], 1)
     return pos, neg, mask
+
+
+def refuse_divergence(loss: float, cfg, where: str, model=None) -> None:
+    """A DcueError that says what to change when the loss (or, given `model`, a weight) is not
+    finite: nothing is saved after it, so the checkpoints of the last good epoch are kept."""
+    import math
+
+    import torch
+
+    finite = math.isfinite(loss) and (model is None or all(
+        bool(torch.isfinite(p).all()) for p in model.parameters()))
+    if finite:
+        return
+    from dcue_cli.errors import DcueError
+
+    change = f"lower --lr (it is {cfg.lr:g})"
+    if cfg.objective == "softmax":
+        change += f" or raise --temperature (it is {cfg.temperature:g})"
+    raise DcueError(f"training diverged {where} (the loss is {loss:g}, not a finite number): {change}; "
+                    "no non-finite model was saved.")
