@@ -34,7 +34,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from reachable_ceiling import played_matrix, users_fitted_to_plays  # noqa: E402 (a script beside this one)
+from reachable_ceiling import played_matrix, users_fitted_to_plays
 
 
 def _unit(x):

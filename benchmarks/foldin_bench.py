@@ -45,7 +45,7 @@ def split_plays(plays, held_fraction, test_fraction, seed):
         if len(rows) < 5:
             continue
         rows = rng.permutation(rows)
-        cut = max(1, int(round(len(rows) * test_fraction)))
+        cut = max(1, round(len(rows) * test_fraction))
         name = str(plays.user_ids[u])
         test[name] = [str(plays.item_ids[i]) for i in plays.items[rows[:cut]]]
         train[name] = ([str(plays.item_ids[i]) for i in plays.items[rows[cut:]]], plays.counts[rows[cut:]])
@@ -72,7 +72,7 @@ def per_user_auc(emb, vectors, names, train, test):
     out = []
     for v, name in zip(vectors, names):
         pos = np.array([index[i] for i in test[name] if i in index], np.int64)
-        seen = set(index[i] for i in train[name][0] if i in index) | set(pos.tolist())
+        seen = {index[i] for i in train[name][0] if i in index} | set(pos.tolist())
         neg = np.array([i for i in range(len(items)) if i not in seen], np.int64)
         if len(pos) and len(neg):
             out.append(auc(items @ v, pos, neg))

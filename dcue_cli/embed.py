@@ -61,7 +61,11 @@ class EmbedReport:
 
 def run_embed(model_path, mels_path, output, **options) -> EmbedReport:
     """Embed and write OUTPUT (atomically); what `dcue embed` calls. Options as `embed`'s."""
-    from dcue_cli.io.atomic import check_output_path, refuse_inputs_as_outputs, refuse_replacing_other_kind
+    from dcue_cli.io.atomic import (
+        check_output_path,
+        refuse_inputs_as_outputs,
+        refuse_replacing_other_kind,
+    )
     from dcue_cli.io.embeddings import is_embeddings_file, write_embeddings
 
     check_output_path(output, "embeddings")

@@ -15,7 +15,6 @@ import numpy as np
 from dcue_cli.errors import DcueError, OptionError
 from dcue_cli.io.plays import Plays
 
-
 SUBSET_FILES = ("plays.tsv", "splits.tsv", "plays.train.tsv", "plays.test.tsv")  # the last two: --holdout-interactions
 
 

@@ -173,7 +173,11 @@ def run_wmf(plays_path, output, config: WmfConfig, *, splits=None, fit_on: str |
             columns=(0, 1, 2), header: bool | None = None, skip_bad: bool = False,
             show_progress: bool = True) -> WmfRun:
     """`dcue wmf`: read PLAYS (and --splits), fit WMF, write the embeddings contract to `output`."""
-    from dcue_cli.io.atomic import check_output_path, refuse_inputs_as_outputs, refuse_replacing_other_kind
+    from dcue_cli.io.atomic import (
+        check_output_path,
+        refuse_inputs_as_outputs,
+        refuse_replacing_other_kind,
+    )
     from dcue_cli.io.embeddings import Embeddings, is_embeddings_file, write_embeddings
     from dcue_cli.io.plays import read_plays
     from dcue_cli.io.splits import read_splits

@@ -122,8 +122,8 @@ def assert_absent(*targets):
                                         "item_id<TAB>tag<TAB>weight with a numeric weight (Last.fm: 0-100).")),
     (b"s01\trock\t-inf\n", ("{p}:1: tag weight '-inf' is not a finite number: use "
                            "item_id<TAB>tag<TAB>weight with a numeric weight (Last.fm: 0-100).")),
-    (b"", "{p} holds no tags: give a tags TSV of item<TAB>tag[<TAB>weight] lines, the MSD lastfm_tags.db, or "
-          "HetRec's user_taggedartists with --tag-names."),
+    (b"", ("{p} holds no tags: give a tags TSV of item<TAB>tag[<TAB>weight] lines, the MSD lastfm_tags.db, or "
+           "HetRec's user_taggedartists with --tag-names.")),
     (b"x1\trock\nx2\tjazz\n", ("no item of {p} has a vector in {e}: their ids differ (e.g. 'x1' in the tags, "
                               "'s00' in the vectors); key both by the same ids (--id-map unique_tracks.txt maps MSD "
                               "track ids to song ids).")),

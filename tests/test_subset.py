@@ -217,7 +217,6 @@ def test_a_bad_plays_option_is_a_usage_error_exit_2(tmp_path, command, option, v
 
 def test_songs_with_a_checkpoint_or_binary_file_is_named(toy, tmp_path):
     import torch
-
     from conftest import assert_absent, fails
 
     model = tmp_path / "model.pt"

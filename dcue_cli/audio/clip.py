@@ -24,7 +24,12 @@ class Outcome(NamedTuple):
     stats: tuple | None = None  # io.mels.item_stats of the mel, computed where the mel was
 
 
-def compute(path, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+# Frozen settings: one shared default instance of each is safe.
+DEFAULT_CONFIG = FeatureConfig()
+DEFAULT_CHECKS = ClipChecks()
+
+
+def compute(path, config: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
     """The log-mel of one audio file as float32 (frames, n_mels): the reference function."""
     y, _, _ = decode(path, config)
     return log_mel(y, config)
@@ -39,7 +44,7 @@ def stored_outcome(mel: np.ndarray, seconds: float, config: FeatureConfig) -> Ou
     return Outcome(stored, seconds, None, item_stats(stored))
 
 
-def process(path, config: FeatureConfig, checks: ClipChecks = ClipChecks(), waveform_only=False) -> Outcome:
+def process(path, config: FeatureConfig, checks: ClipChecks = DEFAULT_CHECKS, waveform_only=False) -> Outcome:
     """Decode, check and (unless waveform_only) compute one file; failures become an Outcome."""
     try:
         y, _, _ = decode(path, config)

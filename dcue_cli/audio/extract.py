@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from dcue_cli.audio.clip import Outcome, stored_outcome
+from dcue_cli.audio.clip import DEFAULT_CHECKS, Outcome, stored_outcome
 from dcue_cli.audio.decode import AudioError, ClipChecks
 from dcue_cli.audio.logmel import FeatureConfig, TorchMel
 from dcue_cli.audio.pool import WorkerSettings, ordered_outcomes
 
 
-def extract_many(paths, config: FeatureConfig, *, jobs=1, checks: ClipChecks = ClipChecks(),
+def extract_many(paths, config: FeatureConfig, *, jobs=1, checks: ClipChecks = DEFAULT_CHECKS,
                  device="cpu", batch_size=16, quiet_decoders=True,
                  crash_test_name: str | None = None) -> Iterator[Outcome]:
     """Outcome for each path, in order. jobs: worker processes (0: in this process).

@@ -174,8 +174,8 @@ class _Run:
             work = retry
             if retry:
                 bar.total += len(retry)
-        self.left_out = [(path, f"another track of song {item_id} is used (one track per song: the first in "
-                                f"track-id order that can be used)")
+        self.left_out = [(path, (f"another track of song {item_id} is used (one track per song: the first in "
+                                 "track-id order that can be used)"))
                          for item_id, paths in untried.items() for path in paths]
         self.report.left_out = len(self.left_out)
 

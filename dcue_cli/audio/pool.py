@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dcue_cli.audio.clip import Outcome, process
 from dcue_cli.audio.decode import ClipChecks
@@ -34,7 +34,7 @@ class WorkerSettings:
     this base name kills itself (SIGKILL), as a decoder crash would."""
 
     config: FeatureConfig
-    checks: ClipChecks = ClipChecks()
+    checks: ClipChecks = field(default_factory=ClipChecks)
     waveform_only: bool = False
     quiet_decoders: bool = True
     crash_test_name: str | None = None

@@ -58,7 +58,11 @@ def cli(embeddings, users, k, exclude_played, items, splits, plays, fold_method,
       dcue recommend wmf.h5 --users - --plays new-plays.tsv < new-users.txt
       dcue embed model.pt new-mels.h5 -o new.h5 && dcue recommend new.h5 --items new.txt
     """
-    from dcue_cli.io.atomic import check_output_path, open_text_output, refuse_inputs_as_outputs
+    from dcue_cli.io.atomic import (
+        check_output_path,
+        open_text_output,
+        refuse_inputs_as_outputs,
+    )
     from dcue_cli.io.rows import parse_columns, parse_header_option
     from dcue_cli.recommend.run import SPLIT_NAMES, run_recommend
 

@@ -138,3 +138,54 @@ def resumed_config(ckpt, cfg: TrainConfig, model_overrides: dict, explicit: set,
     if ignored and master:
         log.warning("--resume continues with the saved settings: ignoring %s", "; ".join(ignored))
     return TrainConfig.from_dict(saved)
+
+
+def check_outputs(output, names: dict) -> None:
+    """Every file beside -o can be written, and none of them is one of the inputs."""
+    from dcue_cli.io.atomic import check_output_path, refuse_inputs_as_outputs
+
+    files = (Path(output), last_path(output), log_path(output), curves_path(output))
+    for path, what in zip(files, ("model", "latest state", "log", "curves")):
+        check_output_path(path, f"{what} (-o names it)")
+    refuse_inputs_as_outputs({"-o": list(files)},
+                             {"MELS": names.get("mels"), "PLAYS": names.get("plays"),
+                              "--splits": names.get("splits"), "--target": names.get("target")})
+
+
+def resume_point(last, resume: bool, cfg: TrainConfig, model_overrides, explicit, master: bool):
+    """(the checkpoint to resume or None, the settings to train with)."""
+    from dcue_cli.io.checkpoints import load_checkpoint
+
+    last = Path(last)
+    if resume:
+        if not last.exists():
+            raise DcueError(f"--resume: {last} does not exist, so there is nothing to resume: "
+                            "run without --resume to start afresh.")
+        ckpt = load_checkpoint(last)
+        return ckpt, resumed_config(ckpt, cfg, model_overrides or {}, set(explicit), master)
+    if master and last.exists():
+        log.warning("%s exists: starting afresh and replacing it (continue it with --resume instead)", last)
+    return None, cfg
+
+
+def can_draw_curves(curves_file) -> bool:
+    """Whether matplotlib is there to draw model.curves.png (a warning when it is not)."""
+    from dcue_cli.runtime import have_matplotlib
+
+    if have_matplotlib():
+        return True
+    log.warning("matplotlib is absent: no training curves in %s (pip install 'dcue[plot]', "
+                "or --no-curves to silence this)", curves_file)
+    return False
+
+
+def take_lock(output):
+    """The lock that stops a second `dcue train` on the same -o (released by the Trainer's close)."""
+    from dcue_cli.io.atomic import make_folder
+    from dcue_cli.io.lock import OutputLock
+
+    output = Path(output)
+    make_folder(output.parent)
+    lock = sibling(output, ".lock")
+    return OutputLock(lock, f"{output} is being trained by another `dcue train` right now "
+                            f"(it holds {lock}): wait for it, or give another -o.", remove=True)

@@ -22,11 +22,13 @@ from dcue_cli.train.config import (
     OBJECTIVES,
     TrainConfig,
     TrainingInterrupted,
+    can_draw_curves,
+    check_outputs,
     curves_path,
     last_path,
     log_path,
-    resumed_config,
-    sibling,
+    resume_point,
+    take_lock,
 )
 from dcue_cli.train.distributed import (
     any_flag,
@@ -61,10 +63,11 @@ class Trainer:
         configure_backends(self.device)
         names = input_names or {}
         self.master = self.dist.master
-        self._check_outputs(names)
-        ckpt, self.cfg = self._resume_from(resume, cfg, model_overrides, explicit)
+        if self.master:  # now, not after the first epoch
+            check_outputs(self.output, names)
+        ckpt, self.cfg = resume_point(self.last, resume, cfg, model_overrides, explicit, self.master)
         cfg = self.cfg
-        self.draw_curves = cfg.curves and self.master and self._can_draw()
+        self.draw_curves = cfg.curves and self.master and can_draw_curves(self.curves_file)
         if cfg.objective not in OBJECTIVES:
             raise DcueError(f"--objective {cfg.objective}: expected one of {', '.join(OBJECTIVES)}.")
 
@@ -103,7 +106,7 @@ class Trainer:
         self._wrap_forward()
         self._stop = False
         if self.master:  # last, so that no failure above leaves it held
-            self._take_lock()
+            self.lock = take_lock(self.output)
 
     # -- building --
 
@@ -144,41 +147,6 @@ class Trainer:
         self.log_file = log_path(output)
         self.curves_file = curves_path(output)
         self.lock = None
-
-    def _check_outputs(self, names):
-        from dcue_cli.io.atomic import check_output_path, refuse_inputs_as_outputs
-
-        if self.master:  # now, not after the first epoch
-            for path, what in ((self.output, "model"), (self.last, "latest state"), (self.log_file, "log"),
-                               (self.curves_file, "curves")):
-                check_output_path(path, f"{what} (-o names it)")
-            refuse_inputs_as_outputs({"-o": [self.output, self.last, self.log_file, self.curves_file]},
-                                     {"MELS": names.get("mels"), "PLAYS": names.get("plays"),
-                                      "--splits": names.get("splits"), "--target": names.get("target")})
-
-    def _resume_from(self, resume, cfg, model_overrides, explicit):
-        """(the checkpoint to resume or None, the settings to train with)."""
-        from dcue_cli.io.checkpoints import load_checkpoint
-
-        if resume:
-            if not self.last.exists():
-                raise DcueError(f"--resume: {self.last} does not exist, so there is nothing to resume: "
-                                "run without --resume to start afresh.")
-            ckpt = load_checkpoint(self.last)
-            return ckpt, resumed_config(ckpt, cfg, model_overrides or {}, set(explicit), self.master)
-        if self.master and self.last.exists():
-            log.warning("%s exists: starting afresh and replacing it (continue it with --resume instead)",
-                        self.last)
-        return None, cfg
-
-    def _can_draw(self) -> bool:
-        from dcue_cli.runtime import have_matplotlib
-
-        if have_matplotlib():
-            return True
-        log.warning("matplotlib is absent: no training curves in %s (pip install 'dcue[plot]', "
-                    "or --no-curves to silence this)", self.curves_file)
-        return False
 
     def _build_batches(self, mean, std, target, names, mels_name):
         """The mels in memory (or streamed), and the sampler that cuts each step's batch."""
@@ -230,15 +198,6 @@ class Trainer:
             self.forward = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if self.cfg.compile:
             self.forward = torch.compile(self.forward)
-
-    def _take_lock(self):
-        from dcue_cli.io.atomic import make_folder
-        from dcue_cli.io.lock import OutputLock
-
-        make_folder(self.output.parent)
-        lock = sibling(self.output, ".lock")
-        self.lock = OutputLock(lock, f"{self.output} is being trained by another `dcue train` right now "
-                                     f"(it holds {lock}): wait for it, or give another -o.", remove=True)
 
     # -- saving and logging (the master only) --
 
