@@ -145,17 +145,22 @@ def test_tags_with_bom_crlf_blank_lines_latin1_and_a_header_are_read(world, tmp_
     assert b"j\xe4zz" in (tmp_path / "per_tag.tsv").read_bytes()
 
 
+def _id_map_args(command, world, tmp_path, path):
+    """Each command that reads an id map, given PATH as its --id-map."""
+    return {"melspec": ["melspec", world / "ch1.wav", "-o", tmp_path / "m.h5", "--id-map", path],
+            "subset": ["subset", world / "plays.tsv", "-o", tmp_path / "sub", "--songs-with", world / "splits.tsv",
+                       "--id-map", path],
+            "score": ["score", world / "emb.h5", "--user", "u01", "--id-map", path],
+            "autotag": ["autotag", world / "emb.h5", world / "tags.tsv", "--id-map", path, *TAGGER]}[command]
+
+
 @pytest.mark.parametrize("command", ["melspec", "subset", "score", "autotag"])
 def test_bad_id_map_line_is_named_by_every_command(world, tmp_path, command):
     path = tmp_path / "unique_tracks.txt"
     path.write_text("TR1<SEP>SO1<SEP>a<SEP>t\nTR2 SO2 a t\n")
     message = (f"{path}:2: expected track_id<SEP>song_id<SEP>artist<SEP>title, found 'TR2 SO2 a t': "
                "give the MSD unique_tracks.txt.")
-    args = {"melspec": ["melspec", world / "ch1.wav", "-o", tmp_path / "m.h5", "--id-map", path],
-            "subset": ["subset", world / "plays.tsv", "-o", tmp_path / "sub", "--songs-with", world / "splits.tsv",
-                       "--id-map", path],
-            "score": ["score", world / "emb.h5", "--user", "u01", "--id-map", path],
-            "autotag": ["autotag", world / "emb.h5", world / "tags.tsv", "--id-map", path, *TAGGER]}[command]
+    args = _id_map_args(command, world, tmp_path, path)
     fails(args, message)
     assert_absent(tmp_path / "m.h5", tmp_path / "sub" / "plays.tsv")
     path.write_text("\n")
@@ -169,11 +174,7 @@ def test_a_plays_file_given_as_id_map_is_refused(world, tmp_path, command):
     first = path.read_text().splitlines()[0]
     message = (f"{path}:1: expected track_id<SEP>song_id<SEP>artist<SEP>title, found {first!r}: "
                "give the MSD unique_tracks.txt.")
-    args = {"melspec": ["melspec", world / "ch1.wav", "-o", tmp_path / "m.h5", "--id-map", path],
-            "subset": ["subset", world / "plays.tsv", "-o", tmp_path / "sub", "--songs-with", world / "splits.tsv",
-                       "--id-map", path],
-            "score": ["score", world / "emb.h5", "--user", "u01", "--id-map", path],
-            "autotag": ["autotag", world / "emb.h5", world / "tags.tsv", "--id-map", path, *TAGGER]}[command]
+    args = _id_map_args(command, world, tmp_path, path)
     before = path.read_bytes()
     fails(args, message)
     assert_absent(tmp_path / "m.h5", tmp_path / "sub" / "plays.tsv")
