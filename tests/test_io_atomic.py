@@ -109,6 +109,10 @@ INPUT_AS_OUTPUT = {
                                          "-o audio/ch1.wav", "AUDIO", ""),
     "melspec -o --id-map": (["melspec", "a.wav", "--id-map", "splits.tsv", "-o", "splits.tsv", "-j", "0"],
                             "-o splits.tsv", "--id-map", ""),
+    "melspec --merge -o a shard": (["melspec", "--merge", "emb.h5", "plays.tsv", "-o", "emb.h5"], "-o emb.h5",
+                                   "SHARD", ""),
+    "melspec --merge -o a shard through a link": (["melspec", "--merge", "link.tsv", "-o", "plays.tsv"],
+                                                  "-o plays.tsv", "SHARD", " link.tsv"),
 }
 
 

@@ -5,7 +5,6 @@ The result is the same bytes as one run over all the inputs (`dcue_cli.io.mels_a
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from dcue_cli.errors import DcueError
@@ -15,14 +14,13 @@ from dcue_cli.io.mels_append import write_sorted
 
 def merge_mels(sources, output, *, overwrite: bool = False) -> dict:
     """Join shard files (same feature settings, disjoint ids) into `output`, atomically."""
-    from dcue_cli.io.atomic import atomic_path
+    from dcue_cli.io.atomic import atomic_path, refuse_inputs_as_outputs
 
     sources = [str(s) for s in sources]
     if not sources:
         raise DcueError("--merge needs the shard files to join, e.g. dcue melspec --merge a.h5 b.h5 -o all.h5.")
     out = Path(output)
-    if any(os.path.abspath(s) == os.path.abspath(out) for s in sources):
-        raise DcueError(f"{output} is both a shard and the output: give a new file name for -o.")
+    refuse_inputs_as_outputs({"-o": out}, {"SHARD": sources})  # also through a link
     if out.exists() and not overwrite:
         raise DcueError(f"{output} exists: add --overwrite to replace it, or give another -o.")
     first_attrs = None
