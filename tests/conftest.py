@@ -243,22 +243,28 @@ def three_mels(hostile_audio):
 # (appended by helper REL-SIGNALS)
 
 
-def fill_the_disk(monkeypatch):
-    """Every file that dcue_cli.io.atomic opens for writing takes a few bytes, then fails with
-    ENOSPC as on a full disk (no real full disk needed)."""
+def fill_the_disk(monkeypatch, room=0):
+    """Every file that dcue_cli.io.atomic opens for writing (HDF5 mels files too, through its
+    GuardedFile) takes a few bytes, then fails with ENOSPC as on a full disk (no real full disk
+    needed). `room`: bytes that still fit, all files together, before the disk is full."""
     import builtins
     import errno
 
     from dcue_cli.io import atomic
 
     real_open = builtins.open
+    left = [room]
 
     class Full:
         def __init__(self, stream):
             self.stream = stream
 
         def write(self, data):
-            self.stream.write(data[:3])
+            if len(data) <= left[0]:
+                left[0] -= len(data)
+                return self.stream.write(data)
+            self.stream.write(data[:left[0] or 3])
+            left[0] = 0
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
         def __enter__(self):

@@ -4,6 +4,11 @@ kill -9, signals and a second writer: test_melspec_interrupts.py; the library's 
 test_audio.py; the file format: test_io_mels.py."""
 
 import filecmp
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +23,7 @@ from audio_files import (
     read_items,
     tone,
 )
-from conftest import error_line, invoke, shared_data
+from conftest import REPO, disk_full_line, error_line, fails, invoke, shared_data
 
 from dcue_cli.audio.logmel import FeatureConfig
 from dcue_cli.io.mels import MelsFile
@@ -252,6 +257,68 @@ def test_shards_merged_equal_one_run(tmp_path):
             "(n_mels=64 vs 128): merge only shards made with the same options.") in result.stderr
     result = invoke(["melspec", audio, "-o", tmp_path / "z.h5", "--shard", "0/3"], expect=2)
     assert "shards are numbered 1..N" in result.stderr
+
+# --- a full disk ----------------------------------------------------------------------------------
+
+def test_a_full_disk_is_one_line_keeping_the_items_done_and_the_rerun_resumes(tmp_path, monkeypatch):
+    from conftest import fill_the_disk, leftovers
+
+    audio = make_folder(tmp_path / "audio", 8, seconds=3.0)
+    invoke(["melspec", audio, "-o", tmp_path / "ref.h5", "-j", "0"])
+    out, partial = tmp_path / "out" / "m.h5", tmp_path / "out" / "m.h5.partial"
+    command = ["melspec", audio, "-o", out, "-j", "0", "--checkpoint-every", "0"]  # a segment per item
+    with monkeypatch.context() as patch:
+        fill_the_disk(patch, room=600_000)  # room for a few segments (~140 kB each)
+        result = invoke(command, expect=1)
+    kept = sum(len(MelsFile(p)) for p in partial.glob("seg-*.h5"))
+    assert 0 < kept < 8
+    assert error_line(result) == disk_full_line(out).replace(
+        "free some space", f"free some space and rerun the same command (it resumes from the {kept} items kept "
+                           f"in {partial})")
+    assert not out.exists() and leftovers(out.parent) == [] and not list(partial.glob("*.tmp"))
+    result = invoke(command)  # space freed: the same command resumes
+    assert f"resuming: {kept} items kept from an interrupted run" in result.stderr
+    assert filecmp.cmp(out, tmp_path / "ref.h5", shallow=False) and not partial.exists()
+
+
+def test_a_full_disk_before_any_item_is_kept_and_in_a_merge_leaves_nothing(tmp_path, monkeypatch):
+    from conftest import fill_the_disk, leftovers
+
+    audio = make_folder(tmp_path / "audio", 4)
+    files = sorted(map(str, audio.rglob("*.wav")))
+    for k, part in ((1, files[:2]), (2, files[2:])):
+        invoke(["melspec", "-", "-o", tmp_path / f"s{k}.h5", "-j", "0"], input="\n".join(part))
+    out = tmp_path / "out" / "m.h5"
+    with monkeypatch.context() as patch:
+        fill_the_disk(patch)
+        fails(["melspec", "--merge", tmp_path / "s1.h5", tmp_path / "s2.h5", "-o", out], disk_full_line(out))
+    assert not out.exists() and leftovers(out.parent) == []
+    fill_the_disk(monkeypatch, room=2000)  # the partial folder's manifest fits, no mels file does
+    fails(["melspec", audio, "-o", out, "-j", "0"], disk_full_line(out))
+    assert not out.exists() and leftovers(out.parent) == []
+    assert sorted(p.name for p in Path(f"{out}.partial").iterdir()) == ["lock", "manifest.json"]
+
+
+def test_a_real_full_disk_exits_1_without_a_crash_at_exit(tmp_path):
+    """The same on a real 200 kB file system (a tmpfs in private user and mount namespaces): one
+    line and exit 1, not h5py's traceback and then a segfault at interpreter exit (exit 139)."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True,
+                                                         check=False).returncode:
+        pytest.skip("needs `unshare -rm` (user and mount namespaces) to mount a small tmpfs")
+    audio = make_folder(tmp_path / "audio", 4, seconds=3.0)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    out = disk / "m.h5"
+    script = (f"mount -t tmpfs -o size=200k tmpfs {shlex.quote(str(disk))} && exec {shlex.quote(sys.executable)} "
+              f"-m dcue_cli melspec {shlex.quote(str(audio))} -o {shlex.quote(str(out))} -j 0")
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), check=False)
+    if "mount:" in proc.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "Error: " + disk_full_line(out)
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+
 
 # --- the library without the command, the torch path, help, chaining ------------------------------
 

@@ -46,11 +46,14 @@ def is_disk_full(exc: OSError) -> bool:
     return exc.errno in _FULL or any(word in str(exc).lower() for word in _FULL_WORDS)
 
 
-def write_failed(target, exc: OSError) -> DcueError:
-    """The one line for an output that could not be written: a full disk names its fix."""
+def write_failed(target, exc: OSError, resume: str = "") -> DcueError:
+    """The one line for an output that could not be written: a full disk names its fix.
+
+    `resume`: what a rerun after freeing space starts from (melspec's kept items), said after
+    "free some space"."""
     if is_disk_full(exc):
-        return DcueError(f"cannot write {target}: the disk is full (no space left on device): free some space, "
-                         "or write the output to another disk (another -o or folder).")
+        return DcueError(f"cannot write {target}: the disk is full (no space left on device): free some space"
+                         f"{resume}, or write the output to another disk (another -o or folder).")
     return _cannot_write(target, exc)
 
 
@@ -120,6 +123,58 @@ def atomic_path(target):
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+class GuardedFile:
+    """A new binary file for a library that writes through Python and cannot recover from a
+    failed write: h5py's file-object driver (HDF5 left holding data it cannot flush, or objects
+    it could not close, crashes the interpreter at exit, exit 139). The first OSError of a write
+    (a full disk) is kept in `failure`, with the file's name, and not raised: that write and
+    every one after it, and every write once `drop()` is called, are dropped and reported done,
+    so the library goes on, closes the file, and never sees a failure. Its owner checks
+    `failure` after each step and then removes the file. A short write is continued."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.raw = open(self.path, "w+b", buffering=0)  # noqa: SIM115 - closed by close()
+        self.failure: OSError | None = None
+        self.dropping = False
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view) and not self.dropping:
+                wrote = self.raw.write(view[done:])
+                if not wrote:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += wrote
+        except OSError as exc:
+            self._failed(exc)
+        return len(view)
+
+    def truncate(self, size=None):
+        if not self.dropping:
+            try:
+                self.raw.truncate(size)
+            except OSError as exc:
+                self._failed(exc)
+        return size
+
+    def _failed(self, exc: OSError) -> None:
+        if exc.filename is None:
+            exc.filename = str(self.path)
+        self.failure, self.dropping = exc, True
+
+    def drop(self) -> None:
+        """From now on, writes are dropped: the file is about to be removed."""
+        self.dropping = True
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __getattr__(self, name):  # seek, tell, read, readinto, flush
+        return getattr(self.raw, name)
 
 
 def write_bytes_atomically(target, data) -> None:

@@ -47,13 +47,21 @@ class AppendFile:
     def __init__(self, path, attrs: dict, n_mels: int, dtype):
         import h5py
 
+        from dcue_cli.io.atomic import GuardedFile
+
         self.path = Path(path)
-        self.file = h5py.File(self.path, "w")
-        self.mel = self.file.create_dataset("mel", shape=(0, n_mels), maxshape=(None, n_mels), dtype=dtype,
-                                            chunks=(CHUNK_ROWS, n_mels), track_times=False)
-        for key in sorted(attrs):  # sorted: the same bytes whichever dict the settings came from
-            if key not in STAT_KEYS:
-                self.file.attrs[key] = _attr_value(attrs[key])
+        self.discarded = False
+        # HDF5 writes through a GuardedFile: a full disk is an OSError naming the file, and the
+        # file can still be closed and removed (see `_writing`).
+        self._raw = GuardedFile(self.path)
+        self.file = None
+        with self._writing():
+            self.file = h5py.File(self._raw, "w")
+            self.mel = self.file.create_dataset("mel", shape=(0, n_mels), maxshape=(None, n_mels), dtype=dtype,
+                                                chunks=(CHUNK_ROWS, n_mels), track_times=False)
+            for key in sorted(attrs):  # sorted: the same bytes whichever dict the settings came from
+                if key not in STAT_KEYS:
+                    self.file.attrs[key] = _attr_value(attrs[key])
         self.buffer = np.empty((BLOCK_ROWS, n_mels), dtype=dtype)
         self.filled = 0  # rows in the buffer
         self.written = 0  # rows in the file
@@ -83,18 +91,46 @@ class AppendFile:
         self.ends.append(self.frames)
         self.stats.append(stats)
 
+    @contextlib.contextmanager
+    def _writing(self):
+        """A write that failed (a full disk) in the block: the file is discarded and the OSError
+        of that write raised. HDF5 itself never sees the failure (the GuardedFile drops the
+        writes from then on and reports them done): a failed write inside HDF5 can leave its
+        objects half closed, which crashes the interpreter at exit."""
+        try:
+            yield
+        except Exception:
+            if self._raw.failure is None:
+                raise
+        failure = self._raw.failure
+        if failure is not None:
+            self.discard()
+            raise failure from None
+
     def _flush(self):
         if self.filled:
             end = self.written + self.filled
-            self.mel.resize(end, axis=0)
-            self.mel[self.written:end] = self.buffer[:self.filled]
+            with self._writing():
+                self.mel.resize(end, axis=0)
+                self.mel[self.written:end] = self.buffer[:self.filled]
             self.written, self.filled = end, 0
 
     def close(self) -> dict:
         """Finish the file (ids, offsets, statistics, mean/std) and fsync it; returns a summary."""
+        self._flush()
+        with self._writing():
+            summary = self._write_index()
+            # Flushed before closing: a write that fails in close() leaves HDF5's objects half
+            # closed (a crash at exit); one that fails in flush() leaves them whole.
+            self.file.flush()
+            self.file.close()
+        self._raw.close()
+        fsync_path(self.path)
+        return summary
+
+    def _write_index(self) -> dict:
         import h5py
 
-        self._flush()
         f, n = self.file, len(self.ids)
         chunk = (max(1, min(4096, n)),)
         f.create_dataset("ids", data=np.asarray(self.ids, dtype=object), dtype=h5py.string_dtype("utf-8"),
@@ -110,13 +146,17 @@ class AppendFile:
         f.attrs["total_frames"] = self.frames
         f.attrs["dcue_version"] = __version__
         f.attrs["created_by"] = "dcue melspec"
-        f.close()
-        fsync_path(self.path)
         return {"n_items": n, "total_frames": self.frames, "mean": mean, "std": std}
 
     def discard(self):
-        with contextlib.suppress(Exception):
-            self.file.close()
+        """Close and remove the file; its writes are dropped first (it is thrown away, and after
+        a failed write HDF5 could not close it otherwise)."""
+        self.discarded = True
+        self._raw.drop()
+        if self.file is not None:
+            with contextlib.suppress(Exception):
+                self.file.close()
+        self._raw.close()
         self.path.unlink(missing_ok=True)
 
 

@@ -63,10 +63,15 @@ class MelsWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if self._lock is not None:  # not finished: keep what is complete, for a rerun
-            with contextlib.suppress(Exception):
-                self.commit()
-            self._release()
+        if self._lock is None:
+            return False
+        # not finished: keep what is complete, for a rerun
+        error = self._write_failed(exc) if isinstance(exc, OSError) else None
+        with contextlib.suppress(Exception):
+            self.commit()
+        self._release()
+        if error is not None:
+            raise error from None
         return False
 
     def open(self):
@@ -206,7 +211,7 @@ class MelsWriter:
         """Make every appended item durable (close the open segment, rename it into place)."""
         if self._segment is not None:
             segment, self._segment = self._segment, None
-            if segment.n_items:
+            if segment.n_items and not segment.discarded:
                 segment.close()
                 final = segment.path.with_suffix("")  # seg-000001.h5.tmp -> seg-000001.h5
                 os.replace(segment.path, final)
@@ -214,6 +219,33 @@ class MelsWriter:
                 self._segments.append(final)
             else:
                 segment.discard()
+
+    def _write_failed(self, exc: OSError):
+        """The one line for a write that failed (a full disk), once what fits is kept for the rerun:
+        the streamed output dropped (it frees the most space), the open segment committed if it
+        still can be, the committed ones kept. None for an OSError not of writing our files."""
+        from dcue_cli.io.atomic import write_failed
+
+        if exc.filename is None or not Path(os.fspath(exc.filename)).is_relative_to(self.partial):
+            return None
+        self._drop_stream()
+        with contextlib.suppress(OSError):
+            self.commit()
+        kept = self.committed_items
+        resume = (f" and rerun the same command (it resumes from the {kept} items kept in {self.partial})"
+                  if kept else "")
+        return write_failed(self.output, exc, resume)
+
+    @property
+    def committed_items(self) -> int:
+        """Items in the committed segments (this run's and an interrupted run's)."""
+        from dcue_cli.io.mels import MelsFile
+
+        total = 0
+        for path in self._segments:
+            with contextlib.suppress(DcueError), MelsFile(path) as seg:
+                total += len(seg)
+        return total
 
     def _drop_stream(self):
         if self._stream is not None:
@@ -231,12 +263,13 @@ class MelsWriter:
         stream = self._stream
         if stream is not None and not use_base and stream.n_items == self.appended == len(self.present):
             # The streamed output holds every item, in order: no copy. The open segment is not
-            # needed any more (a kill before the rename below recomputes its items).
+            # needed once it is closed (a kill before the rename below recomputes its items);
+            # if closing fails (a full disk), `writing` commits the segment instead.
+            self._stream = None
+            summary = stream.close()
             if self._segment is not None:
                 self._segment.discard()
                 self._segment = None
-            self._stream = None
-            summary = stream.close()
         else:
             self.commit()
             self._drop_stream()
@@ -272,6 +305,6 @@ class MelsWriter:
 
 
 def _write_json(path: Path, data: dict):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    os.replace(tmp, path)
+    from dcue_cli.io.atomic import write_bytes_atomically
+
+    write_bytes_atomically(path, json.dumps(data, sort_keys=True).encode())
