@@ -207,8 +207,9 @@ def estimate_normalisation(reader, items, rng, max_items=500):
 
 @torch.no_grad()
 def item_vectors(audio_net, source, rows: np.ndarray, lengths: np.ndarray, *, batch_crops: int = 1024,
-                 autocast=None, desc=None) -> torch.Tensor:
-    """Mean item vector over non-overlapping crops for cache `rows` of a MelCache -> (n, d) float32."""
+                 autocast=None, desc=None, stop=None) -> torch.Tensor:
+    """Mean item vector over non-overlapping crops for cache `rows` of a MelCache -> (n, d) float32.
+    `stop`: a StopSignals, checked between batches."""
     device = source.device
     item, starts = tiled_crop_plan(lengths, source.crop)
     rows_t = torch.as_tensor(np.asarray(rows, np.int64), device=device)
@@ -217,6 +218,8 @@ def item_vectors(audio_net, source, rows: np.ndarray, lengths: np.ndarray, *, ba
     out = None
     bar = log.progress(total=len(item), desc=desc, unit=" crops", unit_scale=True, disable=desc is None)
     for a in range(0, len(item), batch_crops):
+        if stop is not None:
+            stop.check()
         sl = slice(a, a + batch_crops)
         x = source.crops_at(rows_t[item_t[sl]], starts_t[sl])
         with autocast() if autocast else contextlib.nullcontext():

@@ -71,16 +71,23 @@ def run_embed(model_path, mels_path, output, **options) -> EmbedReport:
     check_output_path(output, "embeddings")
     refuse_inputs_as_outputs({"-o": output}, {"MODEL": model_path, "MELS": mels_path})
     refuse_replacing_other_kind(output, "an embeddings file", is_embeddings_file)
-    emb = embed(model_path, mels_path, **options)
-    write_embeddings(output, emb)
+    from dcue_cli.interrupts import StopSignals
+
+    # Ctrl-C or SIGTERM: KeyboardInterrupt at the next batch of crops, before anything is written
+    # (the output is written whole at the end; a second signal stops at once, even in the write).
+    with StopSignals() as stop:
+        emb = embed(model_path, mels_path, stop=stop, **options)
+        stop.check()
+        write_embeddings(output, emb)
     n_users = 0 if emb.user_ids is None else len(emb.user_ids)
     return EmbedReport(str(output), len(emb.item_ids), n_users, emb.item_vectors.shape[1], emb.source,
                        emb.similarity)
 
 
 def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 1024, amp: bool = True,
-          allow_feature_mismatch: bool = False, chunk_bytes: int = 256 << 20):
-    """Compute the embeddings; returns a `dcue_cli.io.embeddings.Embeddings` (not yet written)."""
+          allow_feature_mismatch: bool = False, chunk_bytes: int = 256 << 20, stop=None):
+    """Compute the embeddings; returns a `dcue_cli.io.embeddings.Embeddings` (not yet written).
+    `stop`: a StopSignals, checked between batches of crops."""
     from dcue_cli.crops import Normaliser
     from dcue_cli.io.checkpoints import load_checkpoint, model_from_checkpoint
     from dcue_cli.io.embeddings import Embeddings
@@ -109,7 +116,7 @@ def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 102
             raise DcueError(f"{mels_path} has no item with frames: nothing to embed.")
         normaliser = Normaliser(norm["mean"], norm["std"], device=dev)
         vectors = _item_vectors_in_chunks(model, reader, have, normaliser, dev, chunk_bytes=chunk_bytes,
-                                          batch_crops=batch_crops, autocast=autocast)
+                                          batch_crops=batch_crops, autocast=autocast, stop=stop)
         item_ids = reader.ids[have]
     vectors *= float(ckpt.get("target_scale", 1.0))  # WMF+Regression: back to the factors' units
 
@@ -134,7 +141,8 @@ def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 102
                       similarity=ckpt.get("similarity", "cosine"), attrs=attrs)
 
 
-def _item_vectors_in_chunks(model, reader, have, normaliser, dev, *, chunk_bytes, batch_crops, autocast):
+def _item_vectors_in_chunks(model, reader, have, normaliser, dev, *, chunk_bytes, batch_crops, autocast,
+                            stop=None):
     """Item vectors of mel rows `have`, cached on the device a run of items at a time."""
     from dcue_cli.crops import MelCache, item_vectors
 
@@ -150,9 +158,11 @@ def _item_vectors_in_chunks(model, reader, have, normaliser, dev, *, chunk_bytes
         before = cum[a - 1] if a else 0
         b = max(a + 1, int(np.searchsorted(cum, before + budget, side="right")))
         chunk = have[a:b]
+        if stop is not None:
+            stop.check()
         cache = MelCache.load(reader, chunk, normaliser, cfg.crop_frames, dev, desc=None)
         vecs = item_vectors(model.audio, cache, np.arange(len(chunk)), lengths[chunk],
-                            batch_crops=batch_crops, autocast=autocast)
+                            batch_crops=batch_crops, autocast=autocast, stop=stop)
         vectors[a:b] = vecs.cpu().numpy()
         bar.update(len(chunk))
         a = b

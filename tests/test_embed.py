@@ -183,7 +183,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(toy, model, tmp_path, monkey
 def test_ctrl_c_exits_130_saying_nothing_was_written(toy, model, tmp_path, monkeypatch):
     from dcue_cli.io import embeddings
 
-    def interrupted(*args, **kwargs):  # Ctrl-C as the vectors are about to be written
+    def interrupted(*args, **kwargs):  # a second Ctrl-C as the vectors are being written
         raise KeyboardInterrupt
 
     monkeypatch.setattr(embeddings, "write_bytes_atomically", interrupted)
@@ -191,3 +191,31 @@ def test_ctrl_c_exits_130_saying_nothing_was_written(toy, model, tmp_path, monke
     result = invoke(["embed", model, toy / "mels.h5", "-o", out], expect=130)
     assert f"interrupted: nothing was written ({out} is as it was)." in result.stderr
     assert "Aborted!" not in result.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_between_batches_of_crops_and_writes_nothing(toy, model, tmp_path, monkeypatch, sig):
+    import os
+    import signal
+
+    from conftest import leftovers
+
+    from dcue_cli import crops
+
+    real = crops.item_vectors
+
+    def signalled(*args, **kwargs):  # the signal lands as the first chunk's forward passes start
+        os.kill(os.getpid(), getattr(signal, sig))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(crops, "item_vectors", signalled)
+    out = tmp_path / "dcue.h5"
+    # as from a terminal, even under a pytest started in the background (SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = invoke(["embed", model, toy / "mels.h5", "-o", out, "--batch-crops", "4"], expect=130)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Warning: interrupted: nothing was written ({out} is as it was).")
+    assert "Traceback" not in result.stderr and not out.exists() and leftovers(tmp_path) == []

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import fails, invoke
+from conftest import error_line, fails, invoke
 
 from dcue_cli.io.embeddings import Embeddings, write_embeddings
 
@@ -381,11 +381,24 @@ def test_a_missing_option_file_exits_1_like_a_missing_argument(world, tmp_path):
 # ----------------------------------------------------------------------------- REL-SIGNALS: bootstrap size, Ctrl-C
 
 
-def test_a_bootstrap_too_large_for_memory_is_a_misuse(cold):
+def test_a_bootstrap_too_large_for_memory_or_time_is_a_misuse_naming_the_largest_that_fits(cold, monkeypatch):
+    from dcue_cli import runtime
+
     _, plays, splits, model = cold
-    result = invoke(["score", model, "--plays", plays, "--splits", splits, "--bootstrap", 10**9], expect=2)
-    assert ("Error: Invalid value for '--bootstrap': 1000000000 is not in the range 100<=x<=100000."
-            in result.stderr)
+    args = ["score", model, "--plays", plays, "--splits", splits, "--bootstrap"]
+    monkeypatch.setattr(runtime, "available_memory", lambda: 8 * 10**9)
+    # 1 model x 2 metrics (auc, and one cut-off's four: precision, recall, ndcg, map) = 5 figures
+    result = invoke([*args, 10**9], expect=2)
+    assert error_line(result) == (
+        "--bootstrap 1,000,000,000: 1,000,000,000 resamples of 5 figures (models x metrics) need 56.0 GB, "
+        "more than half the 8.0 GB of memory free now: give --bootstrap 71,428,571 or fewer.")
+    monkeypatch.setattr(runtime, "available_memory", lambda: 10**15)
+    result = invoke([*args, 10**11], expect=2)  # 2 users to evaluate (A and B: D played every test song)
+    assert error_line(result) == (
+        "--bootstrap 100,000,000,000: 100,000,000,000 resamples of 2 users are 2.0e+11 random draws, hours of "
+        "work: give --bootstrap 50,000,000,000 or fewer (1,000 to 10,000 is usual).")
+    result = invoke([*args, 1_000_000])  # past the old cap of 100,000: fits, and works
+    assert "Error" not in result.stderr
 
 
 def test_ctrl_c_exits_130_saying_nothing_was_written(cold, monkeypatch):
@@ -399,3 +412,29 @@ def test_ctrl_c_exits_130_saying_nothing_was_written(cold, monkeypatch):
     result = invoke(["score", model, "--plays", plays, "--splits", splits], expect=130)
     assert "interrupted: nothing was written." in result.stderr and "Aborted!" not in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_between_blocks_of_resamples_and_writes_nothing(cold, monkeypatch, sig):
+    import os
+    import signal
+
+    from dcue_cli.evaluate import protocols
+
+    real = protocols.bootstrap_means
+
+    def signalled(*args, **kwargs):  # the signal lands as the resampling starts
+        os.kill(os.getpid(), getattr(signal, sig))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(protocols, "bootstrap_means", signalled)
+    tmp_path, plays, splits, model = cold
+    per_user = tmp_path / "per_user.tsv"
+    # as from a terminal, even under a pytest started in the background (SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = invoke(["score", model, "--plays", plays, "--splits", splits, "--per-user", per_user], expect=130)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result.stderr.strip().splitlines()[-1] == "Warning: interrupted: nothing was written."
+    assert result.stdout == "" and not per_user.exists() and "Traceback" not in result.stderr

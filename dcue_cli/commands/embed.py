@@ -26,7 +26,8 @@ def cli(ctx, model, mels, output, device, batch_crops, no_amp, allow_feature_mis
     user network (similarity cosine, source dcue); for a WMF+Regression model (trained with
     --objective regress) they are the WMF user factors it was trained against (similarity
     dot, source wmf-regression), as WMF scores. The output is read by `score` and `autotag`
-    like the output of `wmf`.
+    like the output of `wmf`. Ctrl-C or SIGTERM stops after the batch of crops in flight,
+    writing nothing (exit 130).
 
     \b
     Example:

@@ -8,9 +8,6 @@ import click
 from dcue_cli import log
 from dcue_cli.options import json_option, plays_input_options, seed_option
 
-# the resamples' means take n_boot x models floats and n_boot x users draws: bounded, as a misuse
-MAX_BOOTSTRAP = 100_000
-
 PROTOCOLS_HINT = ("give --plays and --splits (the cold-start protocol) or --train-plays and --test-plays "
                   "(the warm protocol)")
 
@@ -57,8 +54,11 @@ def _one_stdin(inputs: dict) -> None:
 @click.option("--missing", type=click.Choice(["penalize", "drop"]), default="penalize", show_default=True,
               help="Items or users without a vector in a file: 'penalize' ranks such items last (tied) and "
                    "gives such users all-tied scores; 'drop' evaluates only what every file has.")
-@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100, max=MAX_BOOTSTRAP), default=1000,
-              show_default=True, help="Bootstrap resamples of users for the 95% intervals and paired differences.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=1000, show_default=True,
+              help="Bootstrap resamples of users for the 95% intervals and paired differences. Memory grows "
+                   "with resamples x models x metrics (8 bytes each), time with resamples x users; a count "
+                   "that needs more than half the free memory, or over 10^11 draws (hours), is refused "
+                   "with the largest that fits.")
 @seed_option()
 @json_option
 @click.option("--per-user", type=click.Path(dir_okay=False, allow_dash=True),
@@ -90,7 +90,8 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
     not played in training is ranked; training plays are neither hits nor negatives. Each
     figure has a 95% bootstrap interval over users; several files give one table, with a
     paired test of each row against the first. The table goes to stderr, or to stdout when
-    nothing else does; --json and --per-user are for scripts.
+    nothing else does; --json and --per-user are for scripts. Ctrl-C or SIGTERM stops after
+    the chunk of users or resamples in flight, writing nothing (exit 130).
 
     Queries: --user ID prints the user's top -k items, --item ID the -k most similar items,
     as TSV (rank, item, score[, artist, title]).

@@ -222,6 +222,7 @@ def evaluate(
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
     threads: int | None = None,
     progress: bool = False,
+    stop=None,
 ) -> dict:
     """Rank items for every user from vectors and measure it against the positives, in chunks.
 
@@ -237,7 +238,7 @@ def evaluate(
     missing_users: optional (U,) bool: users without a real vector; every item ties for them.
     chunk_elements: scores held per chunk of users (memory is about 2 x 4 bytes x this per
         thread); threads: chunks scored at once (numpy sorts and BLAS release the GIL;
-        default: the usable cores, at most 8).
+        default: the usable cores, at most 8). stop: a StopSignals, checked between chunks.
 
     Returns a dict: 'metrics' {name: mean over evaluated users}, 'per_user' {name: (U,)
     float64, NaN for users not evaluated}, 'evaluated' (U,) bool (a positive and a negative
@@ -258,9 +259,11 @@ def evaluate(
             from dcue_cli.log import progress as bar
 
             results = bar(results, total=len(starts), desc="scoring users", unit=" chunks")
-        for start, stop, got in results:
+        for start, end, got in results:
             for name in names:
-                per_user[name][start:stop] = got[name]
+                per_user[name][start:end] = got[name]
+            if stop is not None:  # a StopSignals: Ctrl-C between chunks (the pool's others cancelled)
+                stop.check()
 
     evaluated = ~np.isnan(per_user["auc"])
     with np.errstate(invalid="ignore"):

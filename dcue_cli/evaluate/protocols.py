@@ -20,7 +20,13 @@ import numpy as np
 from dcue_cli import log
 from dcue_cli.errors import DcueError
 from dcue_cli.evaluate.metrics import evaluate, metric_names
-from dcue_cli.evaluate.stats import bootstrap_means, percentile_interval, wilcoxon_p
+from dcue_cli.evaluate.stats import (
+    bootstrap_means,
+    check_bootstrap,
+    paired_interval,
+    percentile_interval,
+    wilcoxon_p,
+)
 
 PAPER_TABLE1 = (("Popularity", 0.7059), ("WMF", 0.9302), ("WMF+Regression", 0.6967), ("DCUE", 0.7914))
 
@@ -304,18 +310,21 @@ def handle_missing(task: Task, models: Sequence[Model], policy: str = "penalize"
 
 def score_models(task: Task, models: Sequence[Model], ks: Sequence[int] = (10,), *, n_boot: int = 1000,
                  level: float = 0.95, seed: int = 0, threads: int | None = None,
-                 missing_counts: list | None = None, progress: bool = True):
+                 missing_counts: list | None = None, progress: bool = True, stop=None):
     """Evaluate every model on the task; bootstrap intervals; paired tests against the first.
 
     Returns (report, per_user): report is a JSON-ready dict; per_user has the evaluated users'
     ids, positives and candidates counts and one (n_users, n_metrics) array per model.
+    `stop`: a StopSignals, checked between chunks of users and blocks of resamples. A
+    bootstrap too large for the memory or the time is refused first (an OptionError).
     """
     names = metric_names(ks)
+    check_bootstrap(n_boot, task.n_users, len(models) * len(names))
     values, evaluated, info = [], None, None
     for model in models:
         result = evaluate(model.user_vectors, model.item_vectors, model.similarity, task.positives,
                           ks=ks, exclude=task.exclude, missing_items=model.missing_items,
-                          missing_users=model.missing_users, threads=threads, progress=progress)
+                          missing_users=model.missing_users, threads=threads, progress=progress, stop=stop)
         if evaluated is None:
             evaluated, info = result["evaluated"], result
         values.append(np.column_stack([result["per_user"][n][evaluated] for n in names]))
@@ -323,7 +332,8 @@ def score_models(task: Task, models: Sequence[Model], ks: Sequence[int] = (10,),
     if n_eval == 0:
         raise DcueError(f"no user has both a positive and a negative among the {task.item_word} to rank: "
                         "nothing to measure (are the plays and splits from the same subset?)")
-    boots = bootstrap_means(np.hstack(values), n_boot=n_boot, seed=seed).reshape(n_boot, len(models), len(names))
+    boots = bootstrap_means(np.hstack(values), n_boot=n_boot, seed=seed, stop=stop).reshape(
+        n_boot, len(models), len(names))
     rows = []
     for j, model in enumerate(models):
         mean = values[j].mean(axis=0)
@@ -338,7 +348,7 @@ def score_models(task: Task, models: Sequence[Model], ks: Sequence[int] = (10,),
             "vs_first": None,
         }
         if j > 0:
-            dlow, dhigh = percentile_interval(boots[:, j] - boots[:, 0], level)
+            dlow, dhigh = paired_interval(boots[:, j], boots[:, 0], level)
             diff = values[j] - values[0]
             row["vs_first"] = {n: {"diff": float(diff[:, c].mean()), "ci_low": float(dlow[c]),
                                    "ci_high": float(dhigh[c]), "p_wilcoxon": wilcoxon_p(diff[:, c])}

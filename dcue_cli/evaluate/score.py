@@ -40,6 +40,15 @@ class ScoreResult:
 
 
 def run_score(req: ScoreRequest) -> ScoreResult:
+    """Score; Ctrl-C or SIGTERM stops between stages, chunks of users and blocks of resamples
+    (KeyboardInterrupt, nothing written: the outputs come last; a second signal stops at once)."""
+    from dcue_cli.interrupts import StopSignals
+
+    with StopSignals() as stop:
+        return _score(req, stop)
+
+
+def _score(req: ScoreRequest, stop) -> ScoreResult:
     from dcue_cli.evaluate.protocols import (
         align,
         cold_start_task,
@@ -59,6 +68,7 @@ def run_score(req: ScoreRequest) -> ScoreResult:
                              {"EMB": list(req.embeddings), "--plays": req.plays, "--splits": req.splits,
                               "--train-plays": req.train_plays, "--test-plays": req.test_plays})
     files = [read_embeddings(path, need_users=True) for path in req.embeddings]  # fail fast, before the plays
+    stop.check()
     if req.plays:
         task = cold_start_task(read_plays(req.plays, **req.read_opts), read_splits(req.splits), req.on,
                                splits_name=req.splits)
@@ -68,9 +78,11 @@ def run_score(req: ScoreRequest) -> ScoreResult:
     models = ([popularity_model(task, req.popularity_from)] if req.popularity else []) + \
         [align(e, task) for e in files]
     name_models(models)
+    stop.check()
     task, models, counts = handle_missing(task, models, req.missing)
     report, values = score_models(task, models, req.ks, n_boot=req.n_boot, seed=req.seed, threads=req.threads,
-                                  missing_counts=counts, progress=True)
+                                  missing_counts=counts, progress=True, stop=stop)
+    stop.check()  # the last point where nothing is written yet; a first signal from here on is too late
     if req.per_user:
         _write_per_user(req.per_user, values, report["models"])
     if req.plot:
