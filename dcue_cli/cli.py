@@ -85,6 +85,9 @@ def cli(quiet, verbose):
 
 
 def main():
+    from dcue_cli.interrupts import ignore_late_signals
+
+    ignore_late_signals()  # this process ends after a stopped run: a late Ctrl-C must not change exit 130
     cli(prog_name="dcue")
 
 

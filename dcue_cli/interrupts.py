@@ -9,12 +9,28 @@ ignored (in the background by a non-interactive shell) leaves Ctrl-C alone, as U
 SIGTERM (kill, a scheduler's time limit) is always handled. Code that swallows exceptions (a C
 library's callback: soundfile's encoder writing to memory) runs inside `deferred()`, where the
 second signal too is only recorded, and raised when the block ends.
+
+The command line's process (`cli.main` calls `ignore_late_signals`) only exits once a run was
+asked to stop, so there the handlers are not restored when such a block ends: from then on
+SIGINT and SIGTERM are ignored. Restored, a second Ctrl-C landing as the process shuts down
+(after the block, before the exit) raised KeyboardInterrupt outside every handler, and Python
+then ends the process by the signal (exit -2, not 130). A library user's process (a notebook)
+gets its own handlers back, always.
 """
 
 import contextlib
 import signal
 import threading
 from collections.abc import Callable
+
+_ignore_late_signals = False
+
+
+def ignore_late_signals() -> None:
+    """For the command line's process: after a StopSignals block that was asked to stop,
+    SIGINT and SIGTERM are ignored while the process exits (see the module docstring)."""
+    global _ignore_late_signals
+    _ignore_late_signals = True
 
 
 class StopSignals:
@@ -62,7 +78,8 @@ class StopSignals:
         return self
 
     def __exit__(self, *exc):
+        late = _ignore_late_signals and self.signals > 0  # the process is on its way out
         for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if late else handler)
         self.previous.clear()
         return False

@@ -294,11 +294,10 @@ def _stop_synth(out, jobs, signals):
     return proc.returncode, stderr
 
 
-# A known race (issue 15, left open): a second SIGINT landing as the run shuts down can end it by the
-# signal (-2) instead of exit 130, the files still whole; the two-signal cases run with the slow tests.
-@pytest.mark.parametrize("jobs,signals", [(1, ["SIGINT"]), (2, ["SIGTERM"]),
-                                          pytest.param(1, ["SIGINT", "SIGINT"], marks=pytest.mark.slow),
-                                          pytest.param(2, ["SIGINT", "SIGINT"], marks=pytest.mark.slow)])
+# Two signals: the second may land after the run has stopped, as the process shuts down; it is
+# ignored there (interrupts.ignore_late_signals), so the exit is 130, not the signal's -2.
+@pytest.mark.parametrize("jobs,signals", [(1, ["SIGINT"]), (2, ["SIGTERM"]), (1, ["SIGINT", "SIGINT"]),
+                                          (2, ["SIGINT", "SIGINT"])])
 def test_a_stopped_synth_keeps_whole_files_and_the_same_command_finishes_it(uninterrupted, tmp_path, jobs,
                                                                              signals):
     out = tmp_path / "d"
