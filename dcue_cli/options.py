@@ -27,9 +27,17 @@ def finite(min=None, max=None, min_open=False, max_open=False) -> FiniteFloat:
     return FiniteFloat(min=min, max=max, min_open=min_open, max_open=max_open)
 
 
+def _not_stdout(ctx, param, value):
+    if value == "-":
+        raise click.BadParameter("'-': this output is a binary file (HDF5 or a checkpoint), which cannot go to "
+                                 "stdout: give a file name.", ctx=ctx, param=param)
+    return value
+
+
 def output_option(help_text="Output file (written atomically).", required=True, **kwargs):
+    """-o of a binary output (HDF5, a checkpoint): a file name, never '-' (it wrote a file named '-')."""
     return click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=required,
-                        help=help_text, **kwargs)
+                        help=help_text, callback=_not_stdout, **kwargs)
 
 
 SEED_MAX = 2**32 - 1  # what every stage takes: numpy's and implicit's seeds, torch's, synth's streams

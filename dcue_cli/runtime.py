@@ -35,6 +35,28 @@ def available_memory() -> int:
     return 8 << 30
 
 
+def check_memory(need: int, what: str, fix: str) -> None:
+    """A DcueError before the work when `need` bytes are more than the memory free now (an
+    allocation that large is a MemoryError traceback, or, once touched, the kernel's OOM
+    killer). `what` says what needs them; `fix` what to lower."""
+    free = available_memory()
+    if need > free:
+        raise DcueError(f"{what} needs about {need / 1e9:.1f} GB but {free / 1e9:.1f} GB is free in host memory: "
+                        f"{fix}.")
+
+
+def check_network_memory(build, fix: str, copies: int = 4) -> None:
+    """`check_memory` for a torch network: `build()` runs on torch's meta device (no memory) to
+    count the parameters; weights, gradients and the optimiser's two moments take `copies` times
+    their float32 bytes."""
+    import torch
+
+    with torch.device("meta"):
+        network = build()
+    n = sum(p.numel() for p in network.parameters())
+    check_memory(copies * 4 * n, f"a network of {n:,} parameters (with its gradients and optimiser state)", fix)
+
+
 def default_jobs(jobs: int | None) -> int:
     """Worker processes for a `-j` option: the value given, else one per usable core."""
     return jobs if jobs else usable_cores()

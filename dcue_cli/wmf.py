@@ -20,7 +20,7 @@ import numpy as np
 
 from dcue_cli import log
 from dcue_cli.errors import DcueError
-from dcue_cli.runtime import implicit_device, usable_cores
+from dcue_cli.runtime import check_memory, implicit_device, usable_cores
 
 CONFIDENCES = ("linear", "log")
 
@@ -94,6 +94,10 @@ def fit_wmf(counts, config: WmfConfig | None = None, show_progress: bool = True)
     if not np.isfinite(matrix.data).all():  # alpha x count beyond float32
         raise config.diverged()
 
+    users, items = matrix.shape
+    # implicit's solver holds the factors, their copies, and factors x factors matrices
+    check_memory(4 * config.factors * (2 * (users + items) + 2 * config.factors),
+                 f"--factors {config.factors} for {users:,} users and {items:,} items", "lower --factors")
     device = implicit_device(config.device)
     threads = config.threads or usable_cores()
     log.info("fitting WMF on the %s: %s users x %s items, %s plays; %d factors, %d iterations, "

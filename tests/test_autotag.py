@@ -2,11 +2,12 @@
 
 import dataclasses
 import json
+import re
 import sqlite3
 
 import numpy as np
 import pytest
-from conftest import TAGGER, assert_absent, fails, invoke, shared_data
+from conftest import TAGGER, assert_absent, error_line, fails, invoke, shared_data
 
 from dcue_cli.autotag.dataset import prepare_dataset
 from dcue_cli.autotag.metrics import average_precision, per_tag_ap, per_tag_auc
@@ -428,3 +429,13 @@ def test_a_non_finite_setting_is_a_misuse(tmp_path, option):
     result = invoke(["autotag", tmp_path / "x.h5", tmp_path / "tags.tsv", option, "nan"], expect=2)
     assert f"Error: Invalid value for '{option}': nan is not a finite number: give an ordinary number." \
         in result.stderr
+
+
+def test_a_tagger_too_large_for_the_memory_is_one_line_before_it_is_built(world, tmp_path, monkeypatch):
+    from dcue_cli import runtime
+
+    # --hidden 100000000 was torch's allocation traceback (or, below the overcommit limit, the OOM killer)
+    monkeypatch.setattr(runtime, "available_memory", lambda: 10**9)
+    result = invoke(["autotag", world / "emb.h5", world / "tags.tsv", *TAGGER[:4], "--hidden", 10**8], expect=1)
+    assert re.fullmatch(r"a network of [\d,]+ parameters \(with its gradients and optimiser state\) needs about "
+                        r"[\d.]+ GB but 1\.0 GB is free in host memory: lower --hidden\.", error_line(result))

@@ -320,6 +320,28 @@ def test_a_real_full_disk_exits_1_without_a_crash_at_exit(tmp_path):
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
 
 
+@pytest.mark.parametrize("name,kind", [("mels.h5", "an HDF5 file (mels or embeddings?)"),
+                                       ("model.pt", "a torch file (a model checkpoint?)")])
+def test_a_binary_file_given_as_audio_is_named_not_read_as_a_path_list(tmp_path, name, kind):
+    # a mels file given as AUDIO was read as a list of paths: "two inputs have the same id '\\x01' ..."
+    path = tmp_path / name
+    path.write_bytes((b"\x89HDF\r\n\x1a\n" if name.endswith(".h5") else b"PK\x03\x04") + bytes(range(256)) * 4)
+    result = invoke(["melspec", path, "-o", tmp_path / "out.h5", "-j", "0"], expect=1)
+    assert error_line(result) == (f"AUDIO {path} is {kind}, not audio nor a list of audio paths: give an audio "
+                                  "folder, audio files, or a text file listing audio paths one a line ('-' for "
+                                  "stdin).")
+    assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.parametrize("option,value,bounds", [("--n-fft", 10**8, "16<=x<=65536"),
+                                                 ("--sr", 10**9, "1000<=x<=384000"),
+                                                 ("--n-mels", 10**6, "1<=x<=1024")])
+def test_feature_settings_beyond_any_use_are_a_misuse(tmp_path, option, value, bounds):
+    # --n-fft 100000000 was a 48 GiB MemoryError traceback building the filterbank
+    result = invoke(["melspec", tmp_path, "-o", tmp_path / "out.h5", option, value], expect=2)
+    assert f"Error: Invalid value for '{option}': {value} is not in the range {bounds}." in result.stderr
+
+
 # --- the library without the command, the torch path, help, chaining ------------------------------
 
 def test_library_runs_without_the_command(tmp_path):

@@ -272,3 +272,24 @@ def test_gpu_top_k_equals_cpu(world):
     gpu = rows(invoke([*args, "--device", "cuda"]))
     assert [r[:3] for r in gpu] == [r[:3] for r in cpu]
     assert np.allclose([float(r[3]) for r in gpu], [float(r[3]) for r in cpu], rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- a third round of hostile inputs
+
+
+@pytest.mark.parametrize("option", ["--users", "--items"])
+def test_a_binary_file_as_an_id_list_is_named(world, option):
+    # an HDF5 file given as --users was read as ids: "user '\\udc89HDF' is not in w.h5 (15,329 of ... unknown)"
+    result = invoke(["recommend", world / "w.h5", option, world / "w.h5"], expect=1)
+    assert error_line(result) == (f"{option} {world / 'w.h5'} is an HDF5 file (mels or embeddings?), not a text "
+                                  "file of ids, one a line: check the path.")
+
+
+def test_a_new_user_whose_plays_are_all_of_unknown_items_is_said_so(world):
+    (world / "other.tsv").write_text("new\tx1\t3\r\nnew\tx2\t1\r\n")  # other songs, Windows line ends
+    result = invoke(["recommend", world / "w.h5", "--users", "-", "--plays", world / "other.tsv"], input="new\n",
+                    expect=1)
+    assert error_line(result) == (  # was "user 'new' is not in w.h5 nor in --plays"
+        f"user 'new' is not in {world / 'w.h5'}, and none of its plays in --plays is of an item of "
+        f"{world / 'w.h5'} (1 of the 1 users cannot be folded in): are the plays and the embeddings of the same "
+        "songs? (--skip-unknown leaves such users out).")

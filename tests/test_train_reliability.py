@@ -364,3 +364,13 @@ def test_divergence_in_a_later_epoch_keeps_the_last_good_checkpoints(toy, tmp_pa
         state = torch.load(path, weights_only=True)
         assert state["position"]["epoch"] == 1
         assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_a_network_too_large_for_the_memory_is_one_line_before_it_is_built(toy, tmp_path):
+    # --user-embed-dim 1000000000 was torch's allocation traceback
+    out = tmp_path / "model.pt"
+    r = invoke(toy_args(toy, out, "--user-embed-dim", 10**9, "--epochs", 1), expect=1)
+    line = error_line(r)
+    assert line.startswith("a network of ") and " GB is free in host memory: lower --user-embed-dim, --user-hidden, "\
+        "--embed-dim or --conv-channels." in line
+    assert not out.exists() and not out.with_name("model.last.pt").exists()

@@ -1,10 +1,11 @@
 """`dcue wmf` and dcue_cli.wmf: confidences, fitting, the embeddings it writes, its errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
-from conftest import assert_absent, fails, invoke, shared_data
+from conftest import assert_absent, error_line, fails, invoke, shared_data
 
 from dcue_cli.io.embeddings import read_embeddings
 from dcue_cli.runtime import implicit_device as choose_device
@@ -228,4 +229,30 @@ def test_a_diverging_fit_is_one_line_saying_what_to_change(tmp_path, setting):
     fails(["wmf", plays, "-o", out, "--factors", 3, "--iterations", 2, *setting],
           f"WMF diverged (non-finite factors with --alpha {alpha:g} and --regularization {regularization:g}): "
           "give a smaller --alpha (default 40) or a --regularization nearer the default 0.01.")
+    assert_absent(out)
+
+
+# ----------------------------------------------------------------------------- a third round of hostile inputs
+
+
+@pytest.mark.parametrize("command", [["wmf", "p.tsv"], ["embed", "m.pt", "mels.h5"], ["train", "mels.h5", "p.tsv"],
+                                     ["melspec", "audio"], ["melspec", "--merge", "a.h5"]])
+def test_a_binary_output_to_stdout_is_a_misuse(tmp_path, monkeypatch, command):
+    # `-o -` wrote a file named '-' (wmf, embed, train): HDF5 and checkpoints cannot go to stdout
+    monkeypatch.chdir(tmp_path)
+    result = invoke([*command, "-o", "-"], expect=2)
+    assert ("Error: Invalid value for '-o' / '--output': '-': this output is a binary file (HDF5 or a checkpoint), "
+            "which cannot go to stdout: give a file name.") in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_factors_too_many_for_the_memory_are_one_line_before_the_fit(tmp_path, monkeypatch):
+    from dcue_cli import runtime
+
+    plays = _block_plays(tmp_path / "p.tsv")
+    monkeypatch.setattr(runtime, "available_memory", lambda: 10**9)
+    out = tmp_path / "w.h5"  # --factors 100000 was numpy's MemoryError traceback from implicit
+    result = invoke(["wmf", plays, "-o", out, "--factors", 20000], expect=1)
+    assert re.fullmatch(r"--factors 20000 for \d+ users and \d+ items needs about 3\.\d GB but 1\.0 GB is free in "
+                        r"host memory: lower --factors\.", error_line(result))
     assert_absent(out)

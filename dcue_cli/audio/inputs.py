@@ -29,7 +29,7 @@ def gather_inputs(sources) -> list:
     folder scans. Relative paths in a list are taken relative to the working directory, as
     `find` prints them. The same path given twice counts once.
     """
-    from dcue_cli.io.text import open_text
+    from dcue_cli.io.text import open_text, refuse_binary
 
     paths, seen = [], set()
 
@@ -59,6 +59,8 @@ def gather_inputs(sources) -> list:
             if source != "-" and not os.path.exists(source):
                 raise DcueError(f"{source} does not exist: give an audio folder, an audio file, "
                                 f"or a file listing audio paths one a line ('-' for stdin).")
+            refuse_binary(source, "AUDIO", "audio nor a list of audio paths", "give an audio folder, audio "
+                          "files, or a text file listing audio paths one a line ('-' for stdin)")
             with open_text(source) as stream:
                 for line in stream:
                     line = line.strip()

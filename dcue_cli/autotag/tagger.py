@@ -119,6 +119,8 @@ def _train_tagger(x_train, y_train, x_valid, y_valid, config: TaggerConfig) -> T
     import torch
     from torch import nn
 
+    from dcue_cli.runtime import check_network_memory
+
     if len(x_train) < 2:
         raise DcueError(f"only {len(x_train)} training item(s) with tags: the tagger needs at least 2.")
     torch.manual_seed(config.seed)
@@ -129,6 +131,8 @@ def _train_tagger(x_train, y_train, x_valid, y_valid, config: TaggerConfig) -> T
     xt, yt = to((x_train - mean) / std), to(y_train)
     xv, yv = to((x_valid - mean) / std), to(y_valid)
 
+    check_network_memory(lambda: build_mlp(x_train.shape[1], y_train.shape[1], config.hidden, config.dropout),
+                         "lower --hidden")
     model = build_mlp(x_train.shape[1], y_train.shape[1], config.hidden, config.dropout).to(device)
     opt = _optimizer(model, config)
     loss_fn = nn.BCEWithLogitsLoss()

@@ -35,13 +35,13 @@ def parse_shard(text: str | None):
               help="MSD unique_tracks.txt: store each file (named by its track id) under its song id. A song "
                    "with several tracks keeps one: the first in track-id order whose file can be used (the "
                    "others are listed in OUTPUT.failures.tsv).")
-@click.option("--sr", "sample_rate", type=click.IntRange(min=1000), default=22050, show_default=True,
+@click.option("--sr", "sample_rate", type=click.IntRange(min=1000, max=384000), default=22050, show_default=True,
               help="Sample rate (Hz) the audio is resampled to (mono, soxr HQ).")
-@click.option("--n-fft", type=click.IntRange(min=16), default=1024, show_default=True,
+@click.option("--n-fft", type=click.IntRange(min=16, max=65536), default=1024, show_default=True,
               help="STFT size (and periodic Hann window length) in samples.")
 @click.option("--hop-length", type=click.IntRange(min=1), default=512, show_default=True,
               help="STFT hop in samples.")
-@click.option("--n-mels", type=click.IntRange(min=1), default=128, show_default=True,
+@click.option("--n-mels", type=click.IntRange(min=1, max=1024), default=128, show_default=True,
               help="Mel bands (Slaney filterbank, as librosa's).")
 @click.option("--fmin", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Lowest mel filter edge (Hz).")
@@ -111,8 +111,6 @@ def cli(ctx, audio, output, id_map, sample_rate, n_fft, hop_length, n_mels, fmin
         log.info(f"melspec --merge: {summary['n_items']} items from {len(audio)} files in "
                  f"{time.perf_counter() - start:.1f} s -> {output}")
         return
-    if str(output) == "-":
-        raise click.UsageError("-o/--output must be a file: HDF5 cannot be written to stdout.")
     if "-" in audio and audio.count("-") > 1:
         raise click.UsageError("'-' (stdin) can be given only once.")
     from dcue_cli.audio.decode import ClipChecks

@@ -45,8 +45,12 @@ def write_id_map(path, rows: Iterable[tuple]) -> None:
             out.write(f"{track}<SEP>{song}<SEP>{artist}<SEP>{title}\n")
 
 
-def read_id_list(path) -> list:
-    """One id per line (the first tab- or <SEP>-separated field); blank lines skipped."""
+def read_id_list(path, name: str = "the id list") -> list:
+    """One id per line (the first tab- or <SEP>-separated field); blank lines skipped. A binary
+    file (HDF5, a checkpoint) is refused, naming it as `name` (its bytes are no ids)."""
+    from dcue_cli.io.text import refuse_binary
+
+    refuse_binary(path, name, "a text file of ids, one a line")
     ids = []
     with open_text(path) as stream:
         for line in stream:

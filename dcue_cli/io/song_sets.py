@@ -45,18 +45,9 @@ def read_song_set(path, id_map: dict | None = None) -> set:
 
 def _refuse_binary(path, option: str) -> None:
     """A checkpoint or other binary file where an id list is expected: said, not read as ids."""
-    from dcue_cli.io.checkpoints import TORCH_HEADS
+    from dcue_cli.io.text import binary_kind
 
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-    except OSError:
-        return  # the text reader names the problem
-    if head.startswith(TORCH_HEADS):
-        what = "a torch file (a model checkpoint?)"
-    elif b"\x00" in head and not head.startswith(b"\x1f\x8b"):
-        what = "a binary file"
-    else:
-        return
-    raise DcueError(f"{option} {path} is {what}, not a mels HDF5 or a list of song ids: give the mels.h5 "
-                    "of `dcue melspec` or a file of one id a line.")
+    what = binary_kind(path)
+    if what is not None:
+        raise DcueError(f"{option} {path} is {what}, not a mels HDF5 or a list of song ids: give the mels.h5 "
+                        "of `dcue melspec` or a file of one id a line.")

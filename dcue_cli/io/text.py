@@ -101,3 +101,32 @@ def looks_like_text(path, sniff: int = 8192) -> bool:
     except OSError:
         return False
     return b"\x00" not in head and not head.startswith(b"\x1f\x8b")
+
+
+def binary_kind(path, sniff: int = 4096) -> str | None:
+    """What `path` is when it is no text file: an HDF5 file, a torch file or other binary data
+    (NUL bytes); None for text, gzip, '-' (stdin) or a file that cannot be read (the text reader
+    names that). For the readers of id and path lists, which would take its bytes for ids."""
+    if str(path) == "-":
+        return None
+    from dcue_cli.io.checkpoints import TORCH_HEADS
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(sniff)
+    except OSError:
+        return None
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "an HDF5 file (mels or embeddings?)"
+    if head.startswith(TORCH_HEADS):
+        return "a torch file (a model checkpoint?)"
+    if b"\x00" in head and not head.startswith(b"\x1f\x8b"):
+        return "a binary file"
+    return None
+
+
+def refuse_binary(path, name: str, expected: str, fix: str = "check the path") -> None:
+    """A one-line DcueError when `path` (given as `name`) is a binary file, not `expected`."""
+    kind = binary_kind(path)
+    if kind is not None:
+        raise DcueError(f"{name} {path} is {kind}, not {expected}: {fix}.")

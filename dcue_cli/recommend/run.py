@@ -34,7 +34,7 @@ def candidate_rows(emb, items: str | None, splits: str | None) -> tuple:
     else:
         from dcue_cli.io.idmap import read_id_list
 
-        wanted = set(read_id_list(items))
+        wanted = set(read_id_list(items, "--items"))
         where = str(items)
         if not wanted:
             raise DcueError(f"{items} lists no item id: give one id per line (e.g. from `dcue embed`'s items).")
@@ -58,7 +58,7 @@ def requested_users(emb, users_path: str | None, fold_plays) -> list:
     else:
         from dcue_cli.io.idmap import read_id_list
 
-        ids = read_id_list(users_path)
+        ids = read_id_list(users_path, "--users")
         where = "<stdin>" if users_path == "-" else str(users_path)
     unique = list(dict.fromkeys(ids))
     if not unique:
@@ -105,8 +105,14 @@ def user_vectors(emb, users: list, fold_plays, *, skip_unknown: bool, fold_metho
         else:
             unknown.append(u)
     if unknown and not skip_unknown:
+        first = unknown[0]
+        if first in folded:  # in --plays, but none of its plays is of an item with a vector
+            raise DcueError(f"user {first!r} is not in {emb.path}, and none of its plays in --plays is of an item "
+                            f"of {emb.path} ({len(unknown):,} of the {len(users):,} users cannot be folded in): "
+                            "are the plays and the embeddings of the same songs? (--skip-unknown leaves such "
+                            "users out).")
         where = " nor in --plays" if fold_plays is not None else ""
-        raise DcueError(f"user {unknown[0]!r} is not in {emb.path}{where} ({len(unknown):,} of the {len(users):,} "
+        raise DcueError(f"user {first!r} is not in {emb.path}{where} ({len(unknown):,} of the {len(users):,} "
                         "users are unknown): give --plays with their plays to fold them in, or --skip-unknown "
                         "to leave them out.")
     if unknown:

@@ -131,7 +131,10 @@ class Trainer:
         import torch
 
         from dcue_cli.model import DCUE, count_parameters
+        from dcue_cli.runtime import check_network_memory
 
+        check_network_memory(lambda: DCUE(self.model_cfg), "lower --user-embed-dim, --user-hidden, --embed-dim or "
+                             "--conv-channels")
         torch.manual_seed(self.cfg.seed)
         self.model = DCUE(self.model_cfg).to(self.device)
         if self.master:
