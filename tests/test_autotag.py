@@ -439,3 +439,9 @@ def test_a_tagger_too_large_for_the_memory_is_one_line_before_it_is_built(world,
     result = invoke(["autotag", world / "emb.h5", world / "tags.tsv", *TAGGER[:4], "--hidden", 10**8], expect=1)
     assert re.fullmatch(r"a network of [\d,]+ parameters \(with its gradients and optimiser state\) needs about "
                         r"[\d.]+ GB but 1\.0 GB is free in host memory: lower --hidden\.", error_line(result))
+
+
+def test_a_folder_given_as_embeddings_is_one_line(world, tmp_path):
+    # h5py's message for a folder ran over two lines (its time stamp, then the errno)
+    fails(["autotag", tmp_path, world / "tags.tsv", *TAGGER],
+          f"{tmp_path} is a folder, not an embeddings file: was it written by `dcue embed` or `dcue wmf`?")

@@ -98,14 +98,18 @@ def is_embeddings_file(path) -> bool:
 
 def read_embeddings(path, *, need_users: bool = False) -> Embeddings:
     """Read and check an embeddings file; a one-line error names anything missing."""
+    import os
+
     import h5py
 
+    if os.path.isdir(path):  # h5py's message for it runs over several lines
+        raise DcueError(f"{path} is a folder, not an embeddings file: {WRITERS_HINT}")
     try:
         f = h5py.File(path, "r")
     except FileNotFoundError:
         raise DcueError(f"{path} does not exist: check the path.") from None
     except OSError as exc:
-        raise DcueError(f"{path} is not a readable HDF5 file ({exc}): {WRITERS_HINT}") from None
+        raise DcueError(f"{path} is not a readable HDF5 file ({first_line(exc)}): {WRITERS_HINT}") from None
     with f:
         try:
             item_ids, item_vectors, user_ids, user_vectors, attrs = _read_groups(f, path, need_users)
