@@ -178,6 +178,28 @@ def test_subset_never_replaces_a_binary_file_with_its_tsvs(world, tmp_path):
     assert (tmp_path / "out" / "plays.tsv").exists()
 
 
+@pytest.mark.parametrize("command", ["recommend", "score", "autotag", "train"])
+def test_no_tsv_output_replaces_a_binary_file(world, toy, tmp_path, command):
+    # `recommend -o mels.h5`, `score --per-user model.pt`, `autotag --predict emb.h5` replaced the
+    # binary file with a TSV, exit 0 (subset's own check, now every TSV output's, before the work)
+    import shutil
+
+    from conftest import toy_args
+
+    victim = tmp_path / "victim.h5"
+    shutil.copy(world / "emb.h5", victim)
+    kept = victim.read_bytes()
+    args = {"recommend": ["recommend", world / "emb.h5", "-o", victim],
+            "score": ["score", world / "emb.h5", *cold(world), "--per-user", victim],
+            "autotag": ["autotag", world / "emb.h5", world / "tags.tsv", *TAGGER, "--predict", victim],
+            "train": toy_args(toy, tmp_path / "victim.pt")}[command]
+    if command == "train":  # its log beside -o
+        victim = tmp_path / "victim.log.tsv"
+        shutil.copy(world / "emb.h5", victim)
+    fails(args, f"{victim} exists and is not a TSV: remove it first or give another output name.")
+    assert victim.read_bytes() == kept
+
+
 # ----------------------------------------------------------------------------- a full disk (REL-SIGNALS)
 
 

@@ -68,7 +68,11 @@ def run_autotag(
 ) -> AutotagReport:
     """Train and measure a tagger on each embeddings file's vectors (`config.device` may be
     'auto'); write `per_tag_path` and `predict_path` (the first file's predictions) if given."""
-    from dcue_cli.io.atomic import check_output_path, refuse_inputs_as_outputs
+    from dcue_cli.io.atomic import (
+        check_output_path,
+        refuse_inputs_as_outputs,
+        refuse_replacing_binary,
+    )
     from dcue_cli.runtime import torch_device
 
     config = config or TaggerConfig()
@@ -79,6 +83,7 @@ def run_autotag(
     refuse_inputs_as_outputs({"--per-tag": per_tag_path, "--predict": predict_path},
                              {"EMB": list(emb_paths), "TAGS": tags_path, "--splits": splits_path,
                               "--id-map": id_map_path, "--tag-names": tag_names_path})
+    refuse_replacing_binary(per_tag_path, predict_path)
     embeddings = [read_finite_embeddings(p) for p in emb_paths]
     items, tags = read_tag_rows(tags_path, tag_names_path=tag_names_path, id_map_path=id_map_path,
                                 min_weight=min_weight)

@@ -59,7 +59,7 @@ def _score(req: ScoreRequest, stop) -> ScoreResult:
         warm_task,
     )
     from dcue_cli.evaluate.report import format_table
-    from dcue_cli.io.atomic import refuse_inputs_as_outputs
+    from dcue_cli.io.atomic import refuse_inputs_as_outputs, refuse_replacing_binary
     from dcue_cli.io.embeddings import read_embeddings
     from dcue_cli.io.plays import read_plays
     from dcue_cli.io.splits import read_splits
@@ -67,6 +67,7 @@ def _score(req: ScoreRequest, stop) -> ScoreResult:
     refuse_inputs_as_outputs({"--per-user": req.per_user, "--plot": req.plot},
                              {"EMB": list(req.embeddings), "--plays": req.plays, "--splits": req.splits,
                               "--train-plays": req.train_plays, "--test-plays": req.test_plays})
+    refuse_replacing_binary(req.per_user)
     files = [read_embeddings(path, need_users=True) for path in req.embeddings]  # fail fast, before the plays
     stop.check()
     if req.plays:

@@ -208,6 +208,7 @@ def open_text_output(target, newline="\n"):
             stream.flush()
             stream.detach()  # leave stdout open
         return
+    _refuse_replacing_binary(target)
     with atomic_path(target) as tmp:
         if str(target).endswith(".gz"):
             # mtime=0: the same content gives the same bytes.
@@ -271,3 +272,25 @@ def refuse_replacing_other_kind(target, kind: str, is_kind) -> None:
     if str(target) == "-" or not os.path.isfile(target) or os.path.getsize(target) == 0 or is_kind(target):
         return
     raise DcueError(f"{target} exists and is not {kind}: remove it first or give another output name.")
+
+
+def refuse_replacing_binary(*targets) -> None:
+    """A text output (TSV) never replaces a binary file: a mels file, a checkpoint or an
+    embeddings file given by mistake as `recommend -o`, `score --per-user`, `autotag --predict`
+    was replaced, exit 0. A gzip file is fine for a '.gz' output. Checked before the work (after
+    `refuse_inputs_as_outputs`, whose line says more) and again by `open_text_output`."""
+    for target in targets:
+        if target is not None:
+            _refuse_replacing_binary(target)
+
+
+def _refuse_replacing_binary(target) -> None:
+    from dcue_cli.io.text import looks_like_text
+
+    def replaceable(path) -> bool:
+        if looks_like_text(path):
+            return True
+        with open(path, "rb") as f:
+            return str(target).endswith(".gz") and f.read(2) == b"\x1f\x8b"
+
+    refuse_replacing_other_kind(target, "a TSV", replaceable)

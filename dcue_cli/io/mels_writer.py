@@ -264,7 +264,7 @@ class MelsWriter:
         if stream is not None and not use_base and stream.n_items == self.appended == len(self.present):
             # The streamed output holds every item, in order: no copy. The open segment is not
             # needed once it is closed (a kill before the rename below recomputes its items);
-            # if closing fails (a full disk), `writing` commits the segment instead.
+            # if closing fails (a full disk), __exit__ commits the segment instead (`_write_failed`).
             self._stream = None
             summary = stream.close()
             if self._segment is not None:

@@ -142,7 +142,11 @@ def resumed_config(ckpt, cfg: TrainConfig, model_overrides: dict, explicit: set,
 
 def check_outputs(output, names: dict) -> None:
     """Every file beside -o can be written, and none of them is one of the inputs."""
-    from dcue_cli.io.atomic import check_output_path, refuse_inputs_as_outputs
+    from dcue_cli.io.atomic import (
+        check_output_path,
+        refuse_inputs_as_outputs,
+        refuse_replacing_binary,
+    )
 
     files = (Path(output), last_path(output), log_path(output), curves_path(output))
     for path, what in zip(files, ("model", "latest state", "log", "curves")):
@@ -150,6 +154,7 @@ def check_outputs(output, names: dict) -> None:
     refuse_inputs_as_outputs({"-o": list(files)},
                              {"MELS": names.get("mels"), "PLAYS": names.get("plays"),
                               "--splits": names.get("splits"), "--target": names.get("target")})
+    refuse_replacing_binary(log_path(output))
 
 
 def resume_point(last, resume: bool, cfg: TrainConfig, model_overrides, explicit, master: bool):
