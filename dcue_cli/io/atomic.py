@@ -275,22 +275,25 @@ def refuse_replacing_other_kind(target, kind: str, is_kind) -> None:
 
 
 def refuse_replacing_binary(*targets) -> None:
-    """A text output (TSV) never replaces a binary file: a mels file, a checkpoint or an
-    embeddings file given by mistake as `recommend -o`, `score --per-user`, `autotag --predict`
-    was replaced, exit 0. A gzip file is fine for a '.gz' output. Checked before the work (after
-    `refuse_inputs_as_outputs`, whose line says more) and again by `open_text_output`."""
+    """A text output (TSV) never replaces a file of a binary format: a mels or embeddings file
+    (HDF5), a checkpoint (zip or pickle) or gzip data, given by mistake as `recommend -o`,
+    `score --per-user`, `autotag --predict`, was replaced, exit 0. A gzip file may be replaced by
+    a '.gz' output; any other file (a TSV with odd bytes too) as before. Checked before the work
+    (after `refuse_inputs_as_outputs`, whose line says more) and again by `open_text_output`."""
     for target in targets:
         if target is not None:
             _refuse_replacing_binary(target)
 
 
-def _refuse_replacing_binary(target) -> None:
-    from dcue_cli.io.text import looks_like_text
+_BINARY_HEADS = (b"\x89HDF\r\n\x1a\n", b"PK\x03\x04") + tuple(b"\x80" + bytes([p]) for p in range(2, 6))
 
+
+def _refuse_replacing_binary(target) -> None:
     def replaceable(path) -> bool:
-        if looks_like_text(path):
-            return True
         with open(path, "rb") as f:
-            return str(target).endswith(".gz") and f.read(2) == b"\x1f\x8b"
+            head = f.read(8)
+        if head.startswith(b"\x1f\x8b"):
+            return str(target).endswith(".gz")
+        return not head.startswith(_BINARY_HEADS)
 
     refuse_replacing_other_kind(target, "a TSV", replaceable)
