@@ -15,7 +15,7 @@ from dcue_cli.errors import DcueError
 
 OBJECTIVES = ("hinge", "softmax", "regress")
 # what may change when a run is resumed; everything else comes from its checkpoint
-RESUMABLE = ("epochs", "patience", "cache", "workers", "log_every", "compile", "amp", "curves")
+RESUMABLE = ("epochs", "patience", "cache", "workers", "log_every", "compile", "amp", "cpu_amp", "curves")
 
 
 @dataclass
@@ -36,6 +36,8 @@ class TrainConfig:
     lr: float = 0.05
     momentum: float = 0.9
     lr_decay: float = 1e-6  # Keras-style: lr / (1 + decay * step), as the authors
+    schedule: str = "keras"  # or "cosine": warm-up, then cosine decay to 0 (train/schedule.py)
+    warmup_steps: int = 0
     plateau_factor: float = 0.2  # lr x this after plateau_patience epochs without a better valid AUC (1: never)
     plateau_patience: int = 2
     weight_decay: float = 0.0
@@ -44,7 +46,8 @@ class TrainConfig:
     patience: int = 5
     seed: int = 0
     compile: bool = False
-    amp: bool = True  # bfloat16 autocast on CUDA (ignored on a CPU)
+    amp: bool = True  # bfloat16 autocast on CUDA (ignored on a CPU unless cpu_amp)
+    cpu_amp: bool = False  # bfloat16 autocast on the CPU too: the GPU's code path, for tests
     cache: str = "auto"
     workers: int = 0  # DataLoader workers for --cache none
     log_every: int = 0
