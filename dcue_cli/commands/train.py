@@ -69,29 +69,30 @@ def _int_list(text, name):
 @click.option("--in-batch-negatives/--no-in-batch-negatives", default=True, show_default=True,
               help="The batch's other positives serve as negatives too (no extra crops; the hinge sum is scaled "
                    "to --negatives terms). The paper: --per-user-negatives --no-in-batch-negatives.")
-@click.option("--listeners-per-song", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--listeners-per-song", type=click.IntRange(min=0), default=0, show_default=True,
               help="Song-grouped batches: --batch-size pairs on batch/L songs, L listeners sharing each "
                    "song's crop (L times the pairs per crop through the audio network; every pair stays "
-                   "equally likely). Needs --shared-negatives.")
+                   "equally likely). Needs --shared-negatives. 0: batch/64, from 1 to 32 (the default "
+                   "batch: 64 songs of 32 listeners); 1 with --per-user-negatives.")
 @click.option("--temperature", type=finite(), default=0.1, show_default=True, help="Softmax temperature.")
 @click.option("--weighting", type=click.Choice(["binary", "log"]), default="binary", show_default=True,
               help="binary: plays binarised (the paper); log: positives weighted by 1 + log(count).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=2048, show_default=True,
               help="Positive pairs per step (per process under torchrun). The paper's 10 leaves a GPU idle; "
                    "256 or more suits a large GPU.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="sgd", show_default=True,
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="adamw", show_default=True,
               help="SGD with Nesterov momentum (the paper), Adam, or AdamW (Adam with decoupled weight decay).")
-@click.option("--lr", type=finite(), default=0.05, show_default=True,
+@click.option("--lr", type=finite(), default=0.002, show_default=True,
               help="Learning rate (the loss is the mean over pairs of the sum over --negatives negatives).")
 @click.option("--momentum", type=finite(), default=0.9, show_default=True, help="SGD (Nesterov) momentum.")
 @click.option("--lr-decay", type=finite(), default=1e-6, show_default=True,
               help="lr / (1 + decay × step), as the authors' Keras SGD (--schedule keras).")
-@click.option("--schedule", type=click.Choice(["keras", "cosine"]), default="keras", show_default=True,
+@click.option("--schedule", type=click.Choice(["keras", "cosine"]), default="cosine", show_default=True,
               help="keras: lr / (1 + --lr-decay × step), the authors'; cosine: a linear warm-up over "
                    "--warmup-steps, then a cosine decay to 0 at the last step of --epochs.")
-@click.option("--warmup-steps", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=100, show_default=True,
               help="Steps of linear learning-rate warm-up (--schedule cosine).")
-@click.option("--plateau-factor", type=finite(min=0, max=1, min_open=True), default=0.2, show_default=True,
+@click.option("--plateau-factor", type=finite(min=0, max=1, min_open=True), default=1.0, show_default=True,
               help="Multiply the learning rate by this after --plateau-patience epochs without a better "
                    "validation AUC (1: never).")
 @click.option("--plateau-patience", type=click.IntRange(min=1), default=2, show_default=True,
@@ -99,9 +100,10 @@ def _int_list(text, name):
 @click.option("--curves/--no-curves", default=True, show_default=True,
               help="Draw the loss and validation-AUC curves to MODEL.curves.png beside the log after every "
                    "epoch (needs matplotlib: pip install 'dcue[plot]').")
-@click.option("--weight-decay", type=finite(), default=0.0, show_default=True, help="L2 weight decay.")
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Most epochs to train.")
-@click.option("--steps-per-epoch", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--weight-decay", type=finite(), default=1e-4, show_default=True,
+              help="Weight decay (AdamW: decoupled; SGD and Adam: L2).")
+@click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True, help="Most epochs to train.")
+@click.option("--steps-per-epoch", type=click.IntRange(min=0), default=100, show_default=True,
               help="Steps between validations (0: one pass over the training plays).")
 @click.option("--patience", type=click.IntRange(min=0), default=5, show_default=True,
               help="Stop after this many epochs without a better validation AUC (0: never).")
@@ -191,6 +193,8 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
         raise click.BadParameter("must be positive", param_hint="--temperature")
     if lr <= 0:
         raise click.BadParameter("must be positive", param_hint="--lr")
+    if listeners_per_song == 0:  # auto: 64 songs a step at most, each heard by up to 32 listeners
+        listeners_per_song = min(32, max(1, batch_size // 64)) if shared_negatives else 1
     if listeners_per_song > 1 and not shared_negatives:
         raise click.UsageError("--listeners-per-song above 1 needs --shared-negatives: with --per-user-negatives "
                                "every pair has its own crops anyway.")

@@ -14,7 +14,8 @@ PAPER = {
     "objective": "hinge", "margin": 0.2, "negatives": 20, "negative_sampling": "uniform",
     "shared_negatives": False, "in_batch_negatives": False, "listeners_per_song": 1,
     "batch_size": 10, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "lr_decay": 1e-6,
-    "schedule": "keras", "warmup_steps": 0, "weight_decay": 0.0,
+    "schedule": "keras", "warmup_steps": 0, "weight_decay": 0.0, "plateau_factor": 1.0,
+    "steps_per_epoch": 0, "epochs": 30,
     "conv_channels": (128, 256, 256, 256, 256), "conv_kernels": (4, 4, 4, 2, 1),
     "pool_sizes": (4, 4, 4, 2, 1), "embed_dim": 256, "crop_frames": 130,
 }
