@@ -154,7 +154,12 @@ def run_refit(embeddings_path, plays_path, splits_path, output, *, dims=DIMS, st
               show_progress: bool = True, **plays_options) -> RefitReport:
     """Read a model's embeddings, the plays and the splits; write the refitted embeddings."""
     from dcue_cli.io.atomic import refuse_inputs_as_outputs
-    from dcue_cli.io.embeddings import Embeddings, read_embeddings, refuse_non_finite, write_embeddings
+    from dcue_cli.io.embeddings import (
+        Embeddings,
+        read_embeddings,
+        refuse_non_finite,
+        write_embeddings,
+    )
     from dcue_cli.io.plays import read_plays
     from dcue_cli.io.splits import read_splits
 

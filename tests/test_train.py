@@ -539,7 +539,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert rates[54] == pytest.approx(0.5) and rates[-1] < 1e-3
     assert learning_rate(cfg, 500, 104) == 0.0  # past the end (a resume with fewer --epochs)
     assert learning_rate(cfg, 10, 104, scale=0.2) == pytest.approx(0.2 * rates[10])
-    keras = TrainConfig(lr=0.05, lr_decay=1e-3)
+    keras = TrainConfig(lr=0.05, lr_decay=1e-3, schedule="keras")
     assert learning_rate(keras, 1000, 10) == pytest.approx(0.025)
 
 

@@ -11,7 +11,7 @@ def _grid(text, name, cast):
         values = tuple(cast(v) for v in str(text).split(",") if v.strip())
     except ValueError:
         raise click.BadParameter(f"{text!r}: expected comma-separated numbers", param_hint=name) from None
-    if not values or min(values) <= 0 or any(v != v or v == float("inf") for v in values):
+    if not values or not all(0 < v < float("inf") for v in values):  # also refuses nan
         raise click.BadParameter(f"{text!r}: expected positive finite numbers", param_hint=name)
     return values
 
