@@ -18,6 +18,7 @@ COMMANDS = {
     "wmf": "wmf",
     "train": "train",
     "embed": "embed",
+    "refit": "refit",
     "score": "score",
     "recommend": "recommend",
     "autotag": "autotag",
@@ -79,6 +80,7 @@ def cli(quiet, verbose):
       dcue wmf sub/plays.tsv --splits sub/splits.tsv --fit-on all -o wmf.h5
       dcue train mels.h5 sub/plays.tsv --splits sub/splits.tsv -o model.pt
       dcue embed model.pt mels.h5 -o dcue.h5
+      dcue refit dcue.h5 sub/plays.tsv --splits sub/splits.tsv -o dcue_refit.h5
       dcue score dcue.h5 wmf.h5 --popularity --plays sub/plays.tsv --splits sub/splits.tsv
     """
     log.configure(verbosity=verbose, quiet=quiet)

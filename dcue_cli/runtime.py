@@ -141,12 +141,15 @@ def _implicit_has_cuda() -> bool:
     return bool(implicit.gpu.HAS_CUDA)
 
 
-def autocast_factory(device, enabled: bool):
-    """bfloat16 autocast on CUDA when enabled; None (full precision) elsewhere."""
+def autocast_factory(device, enabled: bool, on_cpu: bool = False):
+    """bfloat16 autocast on CUDA when enabled (and on the CPU with `on_cpu`: the GPU's code path,
+    run where there is no GPU, e.g. in tests); None (full precision) otherwise."""
     import torch
 
     if enabled and device.type == "cuda":
         return lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    if enabled and on_cpu and device.type == "cpu":
+        return lambda: torch.autocast(device_type="cpu", dtype=torch.bfloat16)
     return None
 
 

@@ -12,11 +12,13 @@ SONGS=${SONGS:-1000}
 USERS=${USERS:-2000}
 CLIP_SECONDS=${CLIP_SECONDS:-10}
 SEED=${SEED:-0}
-# Training budgets, a few minutes each on 2 CPU cores. DCUE trains on song-grouped batches (32
-# listeners share each song's crop: the audio network, the whole cost, sees 2048 pairs through
-# 84 crops a step); on a GPU raise --epochs, or give the paper's setting, TRAIN_ARGS="--batch-size
-# 10 --per-user-negatives --no-in-batch-negatives".
-TRAIN_ARGS=${TRAIN_ARGS:---batch-size 2048 --listeners-per-song 32 --steps-per-epoch 100 --epochs 12}
+# Training budgets, a few minutes each on 2 CPU cores. DCUE trains with `dcue train`'s defaults:
+# song-grouped batches (32 listeners share each song's crop: the audio network, the whole cost,
+# sees 2048 pairs through 84 crops a step), AdamW with a cosine schedule, 12 x 100 steps; on a GPU
+# raise --epochs and --steps-per-epoch. The paper's own recipe (--preset paper: batches of 10
+# pairs, 20 negatives each, SGD) gets a budget of about as many crops through the network.
+TRAIN_ARGS=${TRAIN_ARGS:-}
+PAPER_ARGS=${PAPER_ARGS:---epochs 3 --steps-per-epoch 100}
 REGRESS_ARGS=${REGRESS_ARGS:---steps-per-epoch 30 --epochs 30}
 DCUE=${DCUE:-dcue}
 
@@ -63,6 +65,7 @@ fi
 
 read -r -a train_args <<<"$TRAIN_ARGS"
 read -r -a regress_args <<<"$REGRESS_ARGS"
+read -r -a paper_args <<<"$PAPER_ARGS"
 if have train && have embed && [ -e "$OUT/mels.h5" ]; then
   log "5. train: WMF+Regression (audio -> WMF item factors)"
   fresh "$OUT/regress.pt" "$OUT/mels.h5" "$OUT/wmf_train.h5" || \
@@ -71,18 +74,33 @@ if have train && have embed && [ -e "$OUT/mels.h5" ]; then
   log "6. train: the deep content-user embedding model (hinge loss, cosine relevance)"
   fresh "$OUT/dcue.pt" "$OUT/mels.h5" "$plays" || \
     $DCUE train "$OUT/mels.h5" "$plays" --splits "$splits" -o "$OUT/dcue.pt" --seed "$SEED" "${train_args[@]}"
+  log "6b. train: the same model with the paper's recipe (--preset paper)"
+  fresh "$OUT/dcue_paper.pt" "$OUT/mels.h5" "$plays" || \
+    $DCUE train "$OUT/mels.h5" "$plays" --splits "$splits" -o "$OUT/dcue_paper.pt" --seed "$SEED" --preset paper \
+      "${paper_args[@]}"
   log "7. embed: item vectors for every song from its audio (cold songs included)"
   fresh "$OUT/wmf_regression.h5" "$OUT/regress.pt" || $DCUE embed "$OUT/regress.pt" "$OUT/mels.h5" -o "$OUT/wmf_regression.h5"
   fresh "$OUT/dcue.h5" "$OUT/dcue.pt" || $DCUE embed "$OUT/dcue.pt" "$OUT/mels.h5" -o "$OUT/dcue.h5"
-  models+=("$OUT/dcue.h5" "$OUT/wmf_regression.h5")
+  fresh "$OUT/dcue_paper.h5" "$OUT/dcue_paper.pt" || $DCUE embed "$OUT/dcue_paper.pt" "$OUT/mels.h5" -o "$OUT/dcue_paper.h5"
+  models+=("$OUT/dcue.h5" "$OUT/dcue_paper.h5" "$OUT/wmf_regression.h5")
 fi
 [ -e "$OUT/wmf.h5" ] && models+=("$OUT/wmf.h5")
+# The reachable ceiling: every song's true style, each user's taste fitted to their training
+# plays (benchmarks/reachable_ceiling.py): the reference of E_fit.
+ceiling=$(dirname "$0")/../benchmarks/reachable_ceiling.py
+if [ ${#models[@]} -gt 0 ] && [ -e "$ceiling" ]; then
+  log "7b. the reachable ceiling: true styles, tastes fitted to the training plays"
+  fresh "$OUT/fitted_ceiling.h5" "$data/truth.h5" "$plays" || \
+    python "$ceiling" "$data/truth.h5" "$plays" "$splits" -o "$OUT/fitted_ceiling.h5" >&2
+fi
+reference=("$data/truth.h5")
+[ -e "$OUT/fitted_ceiling.h5" ] && reference+=("$OUT/fitted_ceiling.h5")
 
 if have score && [ ${#models[@]} -gt 0 ]; then
   log "8. score: cold-start recommendation on the test songs (the paper's Table 1)"
   plot=()  # the per-user AUC distributions and ROC curves, where matplotlib is installed
   python -c 'import matplotlib' 2>/dev/null && plot=(--plot "$OUT/recommendation.png")
-  $DCUE score "${models[@]}" "$data/truth.h5" --popularity --plays "$plays" --splits "$splits" \
+  $DCUE score "${models[@]}" "${reference[@]}" --popularity --plays "$plays" --splits "$splits" \
     --paper --json "${plot[@]}" > "$OUT/recommendation.json"
   echo "(truth.h5: the content ceiling, the generator's own style and tastes; WMF saw the test songs: an upper bound)" >&2
   efficiency=$(dirname "$0")/../benchmarks/cold_start_efficiency.py  # E and G of each model

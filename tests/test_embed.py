@@ -144,7 +144,7 @@ def test_pipeline_from_audio(tmp_path):
     invoke(["-q", "train", d / "mels.h5", d / "sub" / "plays.tsv", "--splits", d / "sub" / "splits.tsv",
             "-o", d / "model.pt", "--conv-channels", "16,16,16", "--conv-kernels", "4,4,4", "--pool-sizes", "4,4,4",
             "--embed-dim", "16", "--user-embed-dim", "16", "--user-hidden", "16", "--epochs", "2",
-            "--shared-negatives"])
+            "--shared-negatives", "--batch-size", "128", "--steps-per-epoch", "0"])
     invoke(["-q", "embed", d / "model.pt", d / "mels.h5", "-o", d / "dcue.h5"])
     r = invoke(["score", d / "dcue.h5", "--plays", d / "sub" / "plays.tsv", "--splits", d / "sub" / "splits.tsv",
                 "--json"])

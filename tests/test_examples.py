@@ -327,23 +327,29 @@ def test_demo_runs_the_whole_chain_and_caches_every_step(tmp_path):
     score -> autotag, the paper's tables at the end; a rerun redoes none of the cached steps."""
     out = tmp_path / "demo"
     env = {"OUT": out, "SONGS": 30, "USERS": 60, "CLIP_SECONDS": 3, "TRAIN_ARGS": TINY_TRAIN,
-           "REGRESS_ARGS": TINY_TRAIN,
+           "REGRESS_ARGS": TINY_TRAIN, "PAPER_ARGS": TINY_TRAIN,
            "DCUE": f"{sys.executable} -m dcue_cli"}  # not quiet: the tables are the point
     result = run_script(DEMO_SH, env, cwd=tmp_path)
     for name in ("data/truth.h5", "mels.h5", "subset/plays.tsv", "wmf.h5", "wmf_train.h5", "regress.pt",
-                 "dcue.pt", "dcue.log.tsv", "wmf_regression.h5", "dcue.h5", "recommendation.json",
-                 "autotagging.json"):
+                 "dcue.pt", "dcue.log.tsv", "wmf_regression.h5", "dcue.h5", "dcue_paper.h5",
+                 "fitted_ceiling.h5", "recommendation.json", "autotagging.json"):
         assert (out / name).is_file(), f"demo.sh did not write {name}"
     if has_matplotlib():
         assert (out / "recommendation.png").is_file() and (out / "dcue.curves.png").is_file()
     report = json.loads((out / "recommendation.json").read_text())
     assert [m["name"] for m in report["models"]] == [
-        "Popularity", "dcue", "wmf-regression", "WMF", "truth (audible style)"]
+        "Popularity", "dcue (dcue.h5)", "dcue (dcue_paper.h5)", "wmf-regression", "WMF", "truth (audible style)",
+        "reachable ceiling (true style, fitted tastes)"]
     assert "paper (Lee et al. 2018, Table 1" in result.stderr and "Lee et al. 2018, Table 2" in result.stderr
-    efficiency = re.search(r"^dcue +(\S+) +(\S+) +(\S+)$", result.stderr, re.MULTILINE)  # AUC, E, G
+    # AUC, E_fit, E, G
+    efficiency = re.search(r"^dcue \(dcue\.h5\) +(\S+) +(\S+) +(\S+) +(\S+)$", result.stderr, re.MULTILINE)
     auc = {m["name"]: m["metrics"]["auc"]["mean"] for m in report["models"]}
-    e = (auc["dcue"] - auc["Popularity"]) / (auc["truth (audible style)"] - auc["Popularity"])
-    assert efficiency and float(efficiency.group(2)) == pytest.approx(e, abs=0.006)
+    gain = auc["dcue (dcue.h5)"] - auc["Popularity"]
+    e_fit = gain / (auc["reachable ceiling (true style, fitted tastes)"] - auc["Popularity"])
+    e = gain / (auc["truth (audible style)"] - auc["Popularity"])
+    assert efficiency, result.stderr[-2000:]
+    assert float(efficiency.group(2)) == pytest.approx(e_fit, abs=0.006)
+    assert float(efficiency.group(3)) == pytest.approx(e, abs=0.006)
     again = run_script(DEMO_SH, env, cwd=tmp_path)
     for name in ("data", "mels.h5", "subset"):
         assert f"cached: {out / name}" in again.stderr

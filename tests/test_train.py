@@ -5,6 +5,7 @@ carry a style-specific spectral shape, users who mostly play one style. A small 
 learns it in seconds on a CPU, so the tests check learning, not just plumbing.
 """
 
+import itertools
 import math
 import os
 import subprocess
@@ -522,3 +523,51 @@ def test_gpu_training_bf16_and_cache(toy, tmp_path):
     assert max(float(x["valid_auc"]) for x in rows) > 0.6
     ckpt = torch.load(out, weights_only=True)
     assert all(v.device.type == "cpu" for v in ckpt["model"].values())
+
+
+# ---- schedules, presets and the GPU's code paths on the CPU ----
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from dcue_cli.train.config import TrainConfig
+    from dcue_cli.train.schedule import learning_rate
+
+    cfg = TrainConfig(lr=1.0, schedule="cosine", warmup_steps=4)
+    rates = [learning_rate(cfg, s, 104) for s in range(104)]
+    assert rates[:4] == pytest.approx([0.2, 0.4, 0.6, 0.8]) and rates[4] == pytest.approx(1.0)
+    assert all(a >= b for a, b in itertools.pairwise(rates[4:]))  # never rises after the warm-up
+    assert rates[54] == pytest.approx(0.5) and rates[-1] < 1e-3
+    assert learning_rate(cfg, 500, 104) == 0.0  # past the end (a resume with fewer --epochs)
+    assert learning_rate(cfg, 10, 104, scale=0.2) == pytest.approx(0.2 * rates[10])
+    keras = TrainConfig(lr=0.05, lr_decay=1e-3, schedule="keras")
+    assert learning_rate(keras, 1000, 10) == pytest.approx(0.025)
+
+
+def test_preset_paper_sets_the_papers_recipe_and_options_still_win(toy, tmp_path):
+    import torch
+
+    out = tmp_path / "paper.pt"
+    invoke(toy_args(toy, out, "--epochs", "1", "--steps-per-epoch", "3", "--preset", "paper", "--negatives", "3"))
+    cfg = torch.load(out, weights_only=True)["train_config"]
+    assert (cfg["shared_negatives"], cfg["in_batch_negatives"], cfg["listeners_per_song"]) == (False, False, 1)
+    assert (cfg["optimizer"], cfg["lr"], cfg["schedule"]) == ("sgd", 0.05, "keras")
+    assert (cfg["batch_size"], cfg["negatives"]) == (16, 3)  # given on the command line: they win
+    from dcue_cli.train.presets import PAPER
+
+    assert PAPER["batch_size"] == 10 and PAPER["negatives"] == 20
+
+
+def test_bf16_autocast_and_compile_train_on_the_cpu(toy, tmp_path):
+    """The GPU's code paths (bfloat16 autocast, torch.compile) run here too, so only what truly
+    needs a GPU is left to a GPU run."""
+    import torch
+
+    out = tmp_path / "bf16.pt"
+    invoke(toy_args(toy, out, "--epochs", "2", "--cpu-bf16", "--patience", "0"))
+    rows = read_log(tmp_path / "bf16.log.tsv")
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"]) and float(rows[-1]["valid_auc"]) > 0.6
+    ckpt = torch.load(out, weights_only=True)
+    assert all(v.dtype != torch.bfloat16 for v in ckpt["model"].values())  # weights stay float32
+    out = tmp_path / "compiled.pt"
+    invoke(toy_args(toy, out, "--epochs", "1", "--steps-per-epoch", "3", "--compile"))
+    assert [r["step"] for r in read_log(tmp_path / "compiled.log.tsv")] == ["3"]

@@ -15,6 +15,17 @@ from dcue_cli.options import (
 PARAM_TO_KEY = {"jobs": "workers", "compile_": "compile", "no_amp": "amp", "no_centre_init": "centre_init"}
 
 
+def _apply_preset(ctx, _param, name):
+    """--preset NAME: its settings become the defaults (an option on the command line still wins)."""
+    from dcue_cli.train.presets import PRESETS
+
+    key_to_param = {v: k for k, v in PARAM_TO_KEY.items()}
+    preset = {key_to_param.get(k, k): ",".join(map(str, v)) if isinstance(v, tuple) else v
+              for k, v in PRESETS[name].items()}
+    ctx.default_map = {**(ctx.default_map or {}), **preset}
+    return name
+
+
 def _int_list(text, name):
     try:
         values = tuple(int(v) for v in str(text).split(",") if v.strip())
@@ -33,6 +44,11 @@ def _int_list(text, name):
                    "songs, validates on the valid songs, never looks at the test songs.")
 @output_option("The best checkpoint (by validation AUC). MODEL.last.pt (latest, for --resume) and "
                "MODEL.log.tsv (the training log) and MODEL.curves.png (its curves) are written beside it.")
+@click.option("--preset", type=click.Choice(["default", "paper"]), default="default", show_default=True,
+              is_eager=True, expose_value=False, callback=_apply_preset,
+              help="Start from a named recipe; options given still win. default: the defaults shown here; "
+                   "paper: Lee et al. (2018) exactly: --batch-size 10 --per-user-negatives "
+                   "--no-in-batch-negatives --optimizer sgd --lr 0.05 --schedule keras and the paper's CNN.")
 @click.option("--objective", type=click.Choice(["hinge", "softmax", "regress"]), default="hinge", show_default=True,
               help="hinge: the paper's max-margin loss on cosine relevance; softmax: sampled softmax "
                    "(InfoNCE) over the negatives and the batch's other positives; regress: WMF+Regression, "
@@ -53,24 +69,30 @@ def _int_list(text, name):
 @click.option("--in-batch-negatives/--no-in-batch-negatives", default=True, show_default=True,
               help="The batch's other positives serve as negatives too (no extra crops; the hinge sum is scaled "
                    "to --negatives terms). The paper: --per-user-negatives --no-in-batch-negatives.")
-@click.option("--listeners-per-song", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--listeners-per-song", type=click.IntRange(min=0), default=0, show_default=True,
               help="Song-grouped batches: --batch-size pairs on batch/L songs, L listeners sharing each "
                    "song's crop (L times the pairs per crop through the audio network; every pair stays "
-                   "equally likely). Needs --shared-negatives.")
+                   "equally likely). Needs --shared-negatives. 0: batch/64, from 1 to 32 (the default "
+                   "batch: 64 songs of 32 listeners); 1 with --per-user-negatives.")
 @click.option("--temperature", type=finite(), default=0.1, show_default=True, help="Softmax temperature.")
 @click.option("--weighting", type=click.Choice(["binary", "log"]), default="binary", show_default=True,
               help="binary: plays binarised (the paper); log: positives weighted by 1 + log(count).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=2048, show_default=True,
               help="Positive pairs per step (per process under torchrun). The paper's 10 leaves a GPU idle; "
                    "256 or more suits a large GPU.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True,
-              help="SGD with Nesterov momentum (the paper) or Adam.")
-@click.option("--lr", type=finite(), default=0.05, show_default=True,
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="adamw", show_default=True,
+              help="SGD with Nesterov momentum (the paper), Adam, or AdamW (Adam with decoupled weight decay).")
+@click.option("--lr", type=finite(), default=0.002, show_default=True,
               help="Learning rate (the loss is the mean over pairs of the sum over --negatives negatives).")
 @click.option("--momentum", type=finite(), default=0.9, show_default=True, help="SGD (Nesterov) momentum.")
 @click.option("--lr-decay", type=finite(), default=1e-6, show_default=True,
-              help="lr / (1 + decay × step), as the authors' Keras SGD.")
-@click.option("--plateau-factor", type=finite(min=0, max=1, min_open=True), default=0.2, show_default=True,
+              help="lr / (1 + decay × step), as the authors' Keras SGD (--schedule keras).")
+@click.option("--schedule", type=click.Choice(["keras", "cosine"]), default="cosine", show_default=True,
+              help="keras: lr / (1 + --lr-decay × step), the authors'; cosine: a linear warm-up over "
+                   "--warmup-steps, then a cosine decay to 0 at the last step of --epochs.")
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Steps of linear learning-rate warm-up (--schedule cosine).")
+@click.option("--plateau-factor", type=finite(min=0, max=1, min_open=True), default=1.0, show_default=True,
               help="Multiply the learning rate by this after --plateau-patience epochs without a better "
                    "validation AUC (1: never).")
 @click.option("--plateau-patience", type=click.IntRange(min=1), default=2, show_default=True,
@@ -78,9 +100,10 @@ def _int_list(text, name):
 @click.option("--curves/--no-curves", default=True, show_default=True,
               help="Draw the loss and validation-AUC curves to MODEL.curves.png beside the log after every "
                    "epoch (needs matplotlib: pip install 'dcue[plot]').")
-@click.option("--weight-decay", type=finite(), default=0.0, show_default=True, help="L2 weight decay.")
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Most epochs to train.")
-@click.option("--steps-per-epoch", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--weight-decay", type=finite(), default=1e-4, show_default=True,
+              help="Weight decay (AdamW: decoupled; SGD and Adam: L2).")
+@click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True, help="Most epochs to train.")
+@click.option("--steps-per-epoch", type=click.IntRange(min=0), default=100, show_default=True,
               help="Steps between validations (0: one pass over the training plays).")
 @click.option("--patience", type=click.IntRange(min=0), default=5, show_default=True,
               help="Stop after this many epochs without a better validation AUC (0: never).")
@@ -111,6 +134,9 @@ def _int_list(text, name):
               help="Worker processes reading crops with --cache none (default: up to 4).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (faster on a GPU after warm-up).")
 @click.option("--no-amp", is_flag=True, help="Train in float32 on CUDA instead of bfloat16 autocast.")
+@click.option("--cpu-bf16", "cpu_amp", is_flag=True,
+              help="bfloat16 autocast on the CPU too: the GPU's mixed-precision code path where there is no "
+                   "GPU (for tests; slower than float32 on most CPUs).")
 @seed_option()
 @click.option("--resume", is_flag=True,
               help="Continue MODEL.last.pt where it stopped (same settings and random state); --epochs, "
@@ -125,9 +151,9 @@ def _int_list(text, name):
 @click.pass_context
 def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, negative_sampling,
         shared_negatives, in_batch_negatives, listeners_per_song, temperature, weighting, batch_size, optimizer, lr, momentum,
-        lr_decay, plateau_factor, plateau_patience, curves, weight_decay, epochs, steps_per_epoch, patience,
+        lr_decay, schedule, warmup_steps, plateau_factor, plateau_patience, curves, weight_decay, epochs, steps_per_epoch, patience,
         conv_channels, conv_kernels, pool_sizes, embed_dim, user_embed_dim, user_hidden, crop_frames, batch_norm,
-        no_centre_init, device, cache, jobs, compile_, no_amp, seed, resume, fresh, log_every, columns, header, skip_bad):
+        no_centre_init, device, cache, jobs, compile_, no_amp, cpu_amp, seed, resume, fresh, log_every, columns, header, skip_bad):
     """Train the deep content-user embedding model on MELS (from `dcue melspec`) and PLAYS.
 
     Users are embedded by a lookup and an MLP, songs by a 1-D CNN over random 3-second crops
@@ -167,6 +193,8 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
         raise click.BadParameter("must be positive", param_hint="--temperature")
     if lr <= 0:
         raise click.BadParameter("must be positive", param_hint="--lr")
+    if listeners_per_song == 0:  # auto: 64 songs a step at most, each heard by up to 32 listeners
+        listeners_per_song = min(32, max(1, batch_size // 64)) if shared_negatives else 1
     if listeners_per_song > 1 and not shared_negatives:
         raise click.UsageError("--listeners-per-song above 1 needs --shared-negatives: with --per-user-negatives "
                                "every pair has its own crops anyway.")
@@ -183,9 +211,10 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
                       shared_negatives=shared_negatives, listeners_per_song=listeners_per_song,
                       in_batch_negatives=in_batch_negatives, temperature=temperature, weighting=weighting,
                       batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, lr_decay=lr_decay,
+                      schedule=schedule, warmup_steps=warmup_steps,
                       plateau_factor=plateau_factor, plateau_patience=plateau_patience,
                       weight_decay=weight_decay, epochs=epochs, steps_per_epoch=steps_per_epoch, patience=patience,
-                      seed=seed, compile=compile_, amp=not no_amp, cache=cache, workers=workers, log_every=log_every,
+                      seed=seed, compile=compile_, amp=not no_amp, cpu_amp=cpu_amp, cache=cache, workers=workers, log_every=log_every,
                       centre_init=not no_centre_init, curves=curves)
 
     # the settings given on the command line: a resumed run takes the resumable ones and

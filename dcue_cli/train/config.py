@@ -15,7 +15,7 @@ from dcue_cli.errors import DcueError
 
 OBJECTIVES = ("hinge", "softmax", "regress")
 # what may change when a run is resumed; everything else comes from its checkpoint
-RESUMABLE = ("epochs", "patience", "cache", "workers", "log_every", "compile", "amp", "curves")
+RESUMABLE = ("epochs", "patience", "cache", "workers", "log_every", "compile", "amp", "cpu_amp", "curves")
 
 
 @dataclass
@@ -26,25 +26,28 @@ class TrainConfig:
     margin: float = 0.2
     negatives: int = 20
     negative_sampling: str = "uniform"
-    listeners_per_song: int = 1  # >1: song-grouped batches, that many pairs share each song's crop
+    listeners_per_song: int = 32  # >1: song-grouped batches, that many pairs share each song's crop
     shared_negatives: bool = True  # one pool per batch (measured: as good as per-user with in-batch, 20x cheaper)
     in_batch_negatives: bool = True  # the batch's other positives are negatives too (softmax: always)
     temperature: float = 0.1
     weighting: str = "binary"
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.05
+    batch_size: int = 2048
+    optimizer: str = "adamw"
+    lr: float = 0.002
     momentum: float = 0.9
     lr_decay: float = 1e-6  # Keras-style: lr / (1 + decay * step), as the authors
-    plateau_factor: float = 0.2  # lr x this after plateau_patience epochs without a better valid AUC (1: never)
+    schedule: str = "cosine"  # warm-up, then cosine decay to 0 (train/schedule.py); "keras": the authors'
+    warmup_steps: int = 100
+    plateau_factor: float = 1.0  # lr x this after plateau_patience epochs without a better valid AUC (1: never)
     plateau_patience: int = 2
-    weight_decay: float = 0.0
-    epochs: int = 30
-    steps_per_epoch: int = 0  # 0: one pass over the training plays
+    weight_decay: float = 1e-4
+    epochs: int = 12
+    steps_per_epoch: int = 100  # 0: one pass over the training plays
     patience: int = 5
     seed: int = 0
     compile: bool = False
-    amp: bool = True  # bfloat16 autocast on CUDA (ignored on a CPU)
+    amp: bool = True  # bfloat16 autocast on CUDA (ignored on a CPU unless cpu_amp)
+    cpu_amp: bool = False  # bfloat16 autocast on the CPU too: the GPU's code path, for tests
     cache: str = "auto"
     workers: int = 0  # DataLoader workers for --cache none
     log_every: int = 0
@@ -58,7 +61,13 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
+        # a checkpoint from before these settings existed trained with what they name
+        d = {**BEFORE_SCHEDULES, **d} if "schedule" not in d else d
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# what a checkpoint written before --schedule and --cpu-bf16 existed was trained with
+BEFORE_SCHEDULES = {"schedule": "keras", "warmup_steps": 0, "cpu_amp": False}
 
 
 class TrainingInterrupted(Exception):

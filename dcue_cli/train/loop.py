@@ -90,7 +90,7 @@ class Trainer:
         self._build_model()
 
         self._build_batches(mean, std, target, names, mels_name)
-        self.autocast = autocast_factory(self.device, cfg.amp)
+        self.autocast = autocast_factory(self.device, cfg.amp, on_cpu=cfg.cpu_amp)
         self.validator = None
         if self.master:
             self.validator = setup.validator(self.reader, self.data, mean, std, self.model_cfg.crop_frames, cfg,
@@ -230,7 +230,9 @@ class Trainer:
             append_row(self.log_file, **row)
 
     def _set_lr(self):
-        lr = self.cfg.lr * self.lr_scale / (1.0 + self.cfg.lr_decay * self.global_step)
+        from dcue_cli.train.schedule import learning_rate
+
+        lr = learning_rate(self.cfg, self.global_step, self.cfg.epochs * self._steps(), self.lr_scale)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         return lr

@@ -211,4 +211,6 @@ def optimizer(model, cfg):
                                nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise DcueError(f"--optimizer {cfg.optimizer}: expected sgd or adam.")
+    if cfg.optimizer == "adamw":  # decoupled weight decay (Loshchilov & Hutter 2019)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise DcueError(f"--optimizer {cfg.optimizer}: expected sgd, adam or adamw.")

@@ -1,0 +1,80 @@
+"""`dcue refit`: users fitted again on a model's fixed item vectors (dcue_cli/refit.py)."""
+
+import numpy as np
+import pytest
+from conftest import error_line, invoke
+
+
+@pytest.fixture(scope="module")
+def styled(tmp_path_factory):
+    """Items whose 16-d vectors carry one of three styles (plus noise), users who mostly play one
+    style; 60 training, 15 valid and 25 test songs."""
+    from dcue_cli.io.embeddings import Embeddings, write_embeddings
+
+    d = tmp_path_factory.mktemp("refit")
+    rng = np.random.default_rng(0)
+    n_items, n_users = 100, 80
+    style = rng.integers(0, 3, n_items)
+    centres = rng.standard_normal((3, 16)) * 2
+    vectors = (centres[style] + rng.standard_normal((n_items, 16))).astype(np.float32)
+    items = np.array([f"S{i:03d}" for i in range(n_items)], dtype=object)
+    split = np.array(["train"] * 60 + ["valid"] * 15 + ["test"] * 25)
+    taste = rng.integers(0, 3, n_users)
+    lines = []
+    for u in range(n_users):
+        liked = np.flatnonzero(style == taste[u])
+        others = np.flatnonzero(style != taste[u])
+        for i in np.concatenate([rng.choice(liked, 12, replace=False), rng.choice(others, 2, replace=False)]):
+            lines.append(f"U{u:03d}\t{items[i]}\t{rng.integers(1, 5)}\n")
+    (d / "plays.tsv").write_text("".join(lines))
+    (d / "splits.tsv").write_text("".join(f"{i}\t{s}\n" for i, s in zip(items, split)))
+    users = np.array([f"U{u:03d}" for u in range(n_users - 5)], dtype=object)  # five the model never saw
+    write_embeddings(d / "model.h5", Embeddings(items, vectors, users, rng.standard_normal((len(users), 16)).astype(
+        np.float32), source="dcue", similarity="cosine"))
+    return d, style, split, taste
+
+
+def test_refit_users_rank_their_style_first_and_new_users_get_vectors(styled, tmp_path):
+    from dcue_cli.io.embeddings import read_embeddings
+
+    d, style, split, taste = styled
+    out = tmp_path / "refit.h5"
+    r = invoke(["refit", d / "model.h5", d / "plays.tsv", "--splits", d / "splits.tsv", "-o", out])
+    assert "valid AUC by (k, C)" in r.stderr and r.stdout == ""
+    emb = read_embeddings(out, need_users=True)
+    assert emb.similarity == "dot" and emb.source == "dcue+refit" and len(emb.item_ids) == 100
+    assert emb.attrs["refit_dims"] in (4, 8, 16) and emb.attrs["refit_C"] in (0.3, 1.0, 3.0)
+    assert len(emb.user_ids) == 80  # every user with a training play, the five new ones too
+    test = np.flatnonzero(split == "test")
+    scores = emb.user_vectors @ emb.item_vectors[test].T
+    u = [int(x[1:]) for x in emb.user_ids]
+    hits = np.mean([style[test][np.argmax(scores[k])] == taste[u[k]] for k in range(len(u))])
+    assert hits > 0.9, hits  # each user's best cold song is of their style
+
+
+def test_refit_scores_through_score(styled, tmp_path):
+    d, *_ = styled
+    out = tmp_path / "refit.h5"
+    invoke(["refit", d / "model.h5", d / "plays.tsv", "--splits", d / "splits.tsv", "-o", out, "--dims", "4",
+            "--strengths", "1"])
+    r = invoke(["score", out, "--plays", d / "plays.tsv", "--splits", d / "splits.tsv", "--json"])
+    import json
+
+    (model,) = json.loads(r.stdout)["models"]
+    assert model["metrics"]["auc"]["mean"] > 0.75  # the styles rank the cold songs (chance: 0.5)
+
+
+def test_refit_bad_inputs(styled, tmp_path):
+    d, *_ = styled
+    base = ["refit", d / "model.h5", d / "plays.tsv", "--splits", d / "splits.tsv"]
+    r = invoke([*base, "-o", d / "model.h5"], expect=1)
+    assert "model.h5" in error_line(r)
+    r = invoke([*base, "-o", tmp_path / "x.h5", "--dims", "a,b"], expect=2)
+    assert "--dims" in r.stderr
+    r = invoke([*base, "-o", tmp_path / "x.h5", "--strengths", "0"], expect=2)
+    assert "--strengths" in r.stderr
+    (tmp_path / "all_test.tsv").write_text((d / "splits.tsv").read_text().replace("train", "test"))
+    r = invoke(["refit", d / "model.h5", d / "plays.tsv", "--splits", tmp_path / "all_test.tsv", "-o",
+                tmp_path / "x.h5"], expect=1)
+    assert "no item of the embeddings is a training song" in error_line(r)
+    assert not (tmp_path / "x.h5").exists()
