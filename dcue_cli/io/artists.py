@@ -85,7 +85,7 @@ def _from_tsv(path) -> ArtistMap:
 
     name = display_name(path)
     artist_of, line_of, empty = {}, {}, set()
-    rows = iter_rows(path, min_fields=2, max_fields=2, what="artist map (item<TAB>artist)",
+    rows = iter_rows(path, min_fields=2, max_fields=2, what="TSV of artists (item<TAB>artist)",
                      looks_like_header=lambda f: f[0].strip().lower() in ("item", "item_id", "song", "song_id")
                      and f[1].strip().lower() == "artist",
                      fix=f": give {FORMATS}.")
