@@ -80,18 +80,16 @@ class Trainer:
                                 "`dcue wmf PLAYS --splits SPLITS --fit-on train -o wmf.h5`).")
             target_vectors = target.user_vectors
         self.data = self._join(plays, splits, ckpt, target, names, mels_name)
-        # the item tower's artist embedding (`artists`: an io.artists.ArtistMap), or Nones
-        self.artist_vocab, self.train_artists, valid_artists = setup.artists(
+        self.artist_vocab, self.train_artists, valid_artists = setup.artists(  # `artists`: an ArtistMap
             ckpt, self.last, artists, self.data, cfg, self.master)
-        if self.artist_vocab is not None:
-            model_overrides = {**(model_overrides or {}), "n_artists": len(self.artist_vocab) + 1}
 
         mean, std = setup.normalisation(self.reader, self.data, ckpt, cfg, mels_name, self.master)
         self.normaliser = Normaliser(mean, std, device=self.device)
         self.feature_config = self.reader.model_features()
         self.feature_config["n_mels"] = self.reader.n_mels
         self.model_cfg = setup.model_config(ckpt, self.last, cfg, model_overrides, explicit, target,
-                                            self.data.n_users, self.reader.n_mels, self.master)
+                                            self.data.n_users, self.reader.n_mels, self.master,
+                                            n_artists=len(self.artist_vocab) + 1 if self.artist_vocab else 0)
         self._build_model()
 
         self._build_batches(mean, std, target, names, mels_name)

@@ -36,14 +36,13 @@ def artists(ckpt, ckpt_path, amap, data, cfg, master: bool):
     from dcue_cli.io.artists import artist_indices, artist_vocabulary
 
     vocab = None if ckpt is None else ckpt.get("artist_vocab")
-    if ckpt is not None and vocab is None:
+    if amap is None and vocab is not None:
+        raise OptionError(f"--resume: {ckpt_path} was trained with --artists {cfg.artists or 'MAP'}: "
+                          "give the same artist map again.")
+    if amap is None or (ckpt is not None and vocab is None):
         if amap is not None and master:
             log.warning("--artists ignored: %s was trained without an artist map", ckpt_path)
-        return None, None, None
-    if amap is None:
-        if vocab is not None:
-            raise OptionError(f"--resume: {ckpt_path} was trained with --artists {cfg.artists or 'MAP'}: "
-                              "give the same artist map again.")
+        cfg.artists = ""  # no map, or one ignored: no part of this run
         return None, None, None
     if cfg.objective == "regress":
         raise OptionError("--artists applies to the ranking objectives (hinge, softmax), not --objective regress.")
@@ -83,8 +82,9 @@ def normalisation(reader, data, ckpt, cfg, mels_name: str, master: bool):
 
 
 def model_config(ckpt, ckpt_path, cfg, model_overrides: dict, explicit, target, n_users: int, n_mels: int,
-                 master: bool):
-    """The checkpoint's model configuration, else one from the options (regression: the WMF size)."""
+                 master: bool, n_artists: int = 0):
+    """The checkpoint's model configuration, else one from the options (regression: the WMF size;
+    `n_artists`: the artist vocabulary's size with the unknown artist, 0 for none)."""
     from dcue_cli.io.checkpoints import model_config_of
     from dcue_cli.model import ModelConfig
 
@@ -99,6 +99,7 @@ def model_config(ckpt, ckpt_path, cfg, model_overrides: dict, explicit, target, 
         overrides["embed_dim"] = d
     overrides["n_users"] = 0 if cfg.objective == "regress" else n_users
     overrides["n_mels"] = n_mels
+    overrides["n_artists"] = n_artists
     try:
         return ModelConfig(**overrides)
     except ValueError as exc:
