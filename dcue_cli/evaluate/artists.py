@@ -10,7 +10,7 @@ task is, on the same bootstrap resamples' seed:
 The artist-mean baseline (`artist_mean_model`) scores a cold song by the mean WMF item
 factors of its artist's training songs, with the WMF user factors (dot); a song whose artist
 has no training song (or no artist) gets the mean of all training songs' factors, so every
-such song ties. It shows how much of an artist model's gain the artist alone explains.
+such song scores alike (ties broken only by float rounding in the products). It shows how much of an artist model's gain the artist alone explains.
 No I/O here but logging.
 """
 
@@ -74,7 +74,7 @@ def artist_mean_model(task: Task, emb, splits: dict, amap) -> Model:
     users[user_rows >= 0] = emb.user_vectors[user_rows[user_rows >= 0]]
     _check_finite(emb.path, users, task.user_ids, "user", items, task.item_ids, "item")
     note = ("a song is scored by the mean WMF factors of its artist's training songs; one whose artist has none, "
-            "by the mean of all training songs (so all such songs tie)")
+            "by the mean of all training songs (all such songs alike: AUC 0.5 among them, up to float rounding)")
     return Model("Artist mean", users, items, emb.similarity, np.zeros(task.n_items, bool), user_rows < 0,
                  source="artist-mean", path=emb.path, note=note)
 
