@@ -225,6 +225,6 @@ def test_an_artist_model_adds_each_items_artist_vector(toy, tmp_path):
     assert with_artist.name == "dcue+artist" and plain.name == "dcue"
     index = {a: k + 1 for k, a in enumerate(vocab)}
     rows = [index.get(f"A{i % 7}", 0) if i < 55 else 0 for i in range(60)]
-    weights = ckpt["model"]["artist.embedding.weight"].numpy()
+    weights = ckpt["model"]["artist.embedding.weight"].numpy() * ckpt["model_config"]["artist_scale"]
     assert np.allclose(with_artist.item_vectors - plain.item_vectors, weights[rows], atol=1e-5)
     assert np.array_equal(with_artist.user_vectors, plain.user_vectors)

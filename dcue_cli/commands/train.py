@@ -47,6 +47,9 @@ def _int_list(text, name):
 @click.option("--artist-dropout", type=finite(min=0, max=1, max_open=True), default=0.5, show_default=True,
               help="With --artists: the chance that a training crop's artist is replaced by the unknown "
                    "artist, so a song by an artist with no training songs still gets a vector from its audio.")
+@click.option("--artist-scale", type=finite(min=0, min_open=True), default=10.0, show_default=True,
+              help="With --artists: the artist vector is its lookup times this, so that SGD moves it as fast as "
+                   "the audio's (at 1 it stays ~200x shorter and is never heard).")
 @click.option("--margin", type=finite(), default=0.2, show_default=True, help="Hinge margin Δ.")
 @click.option("--negatives", type=click.IntRange(min=1), default=20, show_default=True,
               help="Negative songs per positive pair (with --shared-negatives: the size of the batch's pool).")
@@ -130,7 +133,7 @@ def _int_list(text, name):
               help="Also log the running loss every N steps (0: once per epoch).")
 @plays_input_options
 @click.pass_context
-def cli(ctx, mels, plays, splits, output, objective, target, artists, artist_dropout, margin, negatives, negative_sampling,
+def cli(ctx, mels, plays, splits, output, objective, target, artists, artist_dropout, artist_scale, margin, negatives, negative_sampling,
         shared_negatives, in_batch_negatives, listeners_per_song, temperature, weighting, batch_size, optimizer, lr, momentum,
         lr_decay, plateau_factor, plateau_patience, curves, weight_decay, epochs, steps_per_epoch, patience,
         conv_channels, conv_kernels, pool_sizes, embed_dim, user_embed_dim, user_hidden, crop_frames, batch_norm,
@@ -187,7 +190,7 @@ def cli(ctx, mels, plays, splits, output, objective, target, artists, artist_dro
     model_overrides = {
         "conv_channels": layers[0], "conv_kernels": layers[1], "pool_sizes": layers[2], "embed_dim": embed_dim,
         "user_embed_dim": user_embed_dim, "user_hidden": _int_list(user_hidden, "--user-hidden"), "crop_frames": crop_frames,
-        "batch_norm": batch_norm}
+        "batch_norm": batch_norm, "artist_scale": artist_scale}
     if len({len(v) for v in layers}) != 1:
         raise click.UsageError("--conv-channels, --conv-kernels and --pool-sizes need one value per layer each.")
     workers = jobs if jobs is not None else 4
