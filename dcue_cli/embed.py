@@ -13,6 +13,11 @@ User vectors:
   factors are scored the same way (van den Oord et al. 2013: "reconstructing the user-item
   matrix"). Cosine would discard the predicted norm, which carries how strongly a song
   draws plays.
+
+A model trained with `--artists` adds each item's artist vector to its audio's (the item
+tower's artist embedding): `artists` must then be the artist map (unique_tracks.txt or
+item<TAB>artist); an item whose artist had no training songs, or has none in the map, gets the
+unknown artist's vector, which artist dropout trained to go with the audio alone.
 """
 
 from dataclasses import dataclass
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dcue_cli import log
-from dcue_cli.errors import DcueError
+from dcue_cli.errors import DcueError, OptionError
 
 FEATURE_KEYS_THAT_MATTER = ("sr", "n_fft", "hop_length", "n_mels")
 
@@ -69,7 +74,8 @@ def run_embed(model_path, mels_path, output, **options) -> EmbedReport:
     from dcue_cli.io.embeddings import is_embeddings_file, write_embeddings
 
     check_output_path(output, "embeddings")
-    refuse_inputs_as_outputs({"-o": output}, {"MODEL": model_path, "MELS": mels_path})
+    refuse_inputs_as_outputs({"-o": output}, {"MODEL": model_path, "MELS": mels_path,
+                                              "--artists": options.get("artists")})
     refuse_replacing_other_kind(output, "an embeddings file", is_embeddings_file)
     from dcue_cli.interrupts import StopSignals
 
@@ -85,7 +91,7 @@ def run_embed(model_path, mels_path, output, **options) -> EmbedReport:
 
 
 def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 1024, amp: bool = True,
-          allow_feature_mismatch: bool = False, chunk_bytes: int = 256 << 20, stop=None):
+          allow_feature_mismatch: bool = False, chunk_bytes: int = 256 << 20, stop=None, artists=None):
     """Compute the embeddings; returns a `dcue_cli.io.embeddings.Embeddings` (not yet written).
     `stop`: a StopSignals, checked between batches of crops."""
     from dcue_cli.crops import Normaliser
@@ -100,6 +106,7 @@ def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 102
     ckpt = load_checkpoint(model_path)
     model = model_from_checkpoint(ckpt, model_path).to(dev).eval()
     cfg = model.config
+    artist_map = _artist_map(model, artists, model_path)  # before the work: a missing map is a misuse
     autocast = autocast_factory(dev, amp)
     norm = ckpt["normalisation"]
 
@@ -119,6 +126,8 @@ def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 102
                                           batch_crops=batch_crops, autocast=autocast, stop=stop)
         item_ids = reader.ids[have]
     vectors *= float(ckpt.get("target_scale", 1.0))  # WMF+Regression: back to the factors' units
+    if artist_map is not None:
+        vectors = _add_artists(model, ckpt, vectors, item_ids, artist_map, dev)
 
     user_ids = np.asarray(ckpt["user_ids"], dtype=object)
     if "user_vectors" in ckpt:  # WMF+Regression: the WMF users the targets came with
@@ -137,8 +146,43 @@ def embed(model_path, mels_path, *, device: str = "auto", batch_crops: int = 102
         "valid_auc": best.get("auc") if best.get("auc") is not None else "",
         "crop_frames": int(cfg.crop_frames),
     }
+    if artist_map is not None:
+        attrs.update(name="dcue+artist", artists=str(artists), artist_vocabulary=len(ckpt["artist_vocab"]))
     return Embeddings(item_ids, vectors, user_ids, users, source=ckpt.get("source", "dcue"),
                       similarity=ckpt.get("similarity", "cosine"), attrs=attrs)
+
+
+def _artist_map(model, artists, model_path):
+    """The artist map an artist model needs (None for an audio-only model, which ignores one)."""
+    if model.artist is None:
+        if artists:
+            log.warning("--artists ignored: %s has no artist embedding (it was trained without --artists)",
+                        model_path)
+        return None
+    if not artists:
+        raise OptionError(f"{model_path} was trained with --artists: give embed --artists MAP, the artist map it "
+                          "was trained with (e.g. unique_tracks.txt).")
+    from dcue_cli.io.artists import read_artist_map
+
+    return read_artist_map(artists)
+
+
+def _add_artists(model, ckpt, vectors, item_ids, artist_map, dev):
+    """Every item's vector plus its artist's (the unknown artist's where it has none in the vocabulary)."""
+    import torch
+
+    from dcue_cli.io.artists import artist_indices
+
+    index, counts = artist_indices(item_ids, artist_map, ckpt["artist_vocab"])
+    log.info("artists: %s items by an artist with training songs, %s by another artist and %s with none in %s "
+             "(both placed by their audio and the unknown artist)", f"{counts['known']:,}",
+             f"{counts['unseen']:,}", f"{counts['none']:,}", artist_map.path)
+    if counts["known"] == 0:
+        log.warning("no item of the mels is by an artist of the model's vocabulary: is %s the map it was "
+                    "trained with?", artist_map.path)
+    with torch.no_grad():
+        added = model.add_artists(torch.as_tensor(vectors, device=dev), torch.as_tensor(index, device=dev))
+    return added.float().cpu().numpy()
 
 
 def _item_vectors_in_chunks(model, reader, have, normaliser, dev, *, chunk_bytes, batch_crops, autocast,

@@ -20,6 +20,9 @@ SEED=${SEED:-0}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 PAPER_ARGS=${PAPER_ARGS:---epochs 3 --steps-per-epoch 100}
 REGRESS_ARGS=${REGRESS_ARGS:---steps-per-epoch 30 --epochs 30}
+# DCUE with the artist beside the audio (--artists): the recipe above for half the epochs, to keep
+# the demo's time (the same-recipe comparison is in docs/results.md); empty: the same recipe.
+ARTIST_ARGS=${ARTIST_ARGS---epochs 6}
 DCUE=${DCUE:-dcue}
 
 mkdir -p "$OUT"
@@ -66,6 +69,7 @@ fi
 read -r -a train_args <<<"$TRAIN_ARGS"
 read -r -a regress_args <<<"$REGRESS_ARGS"
 read -r -a paper_args <<<"$PAPER_ARGS"
+read -r -a artist_args <<<"$ARTIST_ARGS"
 if have train && have embed && [ -e "$OUT/mels.h5" ]; then
   log "5. train: WMF+Regression (audio -> WMF item factors)"
   fresh "$OUT/regress.pt" "$OUT/mels.h5" "$OUT/wmf_train.h5" || \
@@ -78,10 +82,16 @@ if have train && have embed && [ -e "$OUT/mels.h5" ]; then
   fresh "$OUT/dcue_paper.pt" "$OUT/mels.h5" "$plays" || \
     $DCUE train "$OUT/mels.h5" "$plays" --splits "$splits" -o "$OUT/dcue_paper.pt" --seed "$SEED" --preset paper \
       "${paper_args[@]}"
+  log "6c. train: DCUE with the artist (the item tower adds the song's artist to what it hears)"
+  fresh "$OUT/dcue_artist.pt" "$OUT/mels.h5" "$plays" "$data/unique_tracks.txt" || \
+    $DCUE train "$OUT/mels.h5" "$plays" --splits "$splits" -o "$OUT/dcue_artist.pt" --seed "$SEED" \
+      --artists "$data/unique_tracks.txt" "${train_args[@]}" "${artist_args[@]}"
   log "7. embed: item vectors for every song from its audio (cold songs included)"
   fresh "$OUT/wmf_regression.h5" "$OUT/regress.pt" || $DCUE embed "$OUT/regress.pt" "$OUT/mels.h5" -o "$OUT/wmf_regression.h5"
   fresh "$OUT/dcue.h5" "$OUT/dcue.pt" || $DCUE embed "$OUT/dcue.pt" "$OUT/mels.h5" -o "$OUT/dcue.h5"
   fresh "$OUT/dcue_paper.h5" "$OUT/dcue_paper.pt" || $DCUE embed "$OUT/dcue_paper.pt" "$OUT/mels.h5" -o "$OUT/dcue_paper.h5"
+  fresh "$OUT/dcue_artist.h5" "$OUT/dcue_artist.pt" || \
+    $DCUE embed "$OUT/dcue_artist.pt" "$OUT/mels.h5" --artists "$data/unique_tracks.txt" -o "$OUT/dcue_artist.h5"
   models+=("$OUT/dcue.h5" "$OUT/dcue_paper.h5" "$OUT/wmf_regression.h5")
 fi
 [ -e "$OUT/wmf.h5" ] && models+=("$OUT/wmf.h5")
@@ -105,6 +115,12 @@ if have score && [ ${#models[@]} -gt 0 ]; then
   echo "(truth.h5: the content ceiling, the generator's own style and tastes; WMF saw the test songs: an upper bound)" >&2
   efficiency=$(dirname "$0")/../benchmarks/cold_start_efficiency.py  # E and G of each model
   if [ -e "$efficiency" ]; then python "$efficiency" "$OUT/recommendation.json" >&2; fi
+fi
+if have score && [ -e "$OUT/dcue_artist.h5" ]; then
+  log "8b. score: semi-cold test songs (their artist has training songs) and fully cold ones, apart"
+  $DCUE score "$OUT/dcue.h5" "$OUT/dcue_artist.h5" "$OUT/wmf_regression.h5" "$OUT/wmf.h5" --popularity \
+    --plays "$plays" --splits "$splits" --artists "$data/unique_tracks.txt" --artist-mean "$OUT/wmf_train.h5" \
+    --against "$OUT/dcue.h5" --json > "$OUT/artists.json"
 fi
 if have autotag && [ ${#models[@]} -gt 0 ]; then
   log "9. autotag: the 50 most used tags from each model's item vectors (the paper's Table 2)"

@@ -45,6 +45,7 @@ LR=${LR:-}                     # empty: dcue train's default
 TRAIN_ARGS=${TRAIN_ARGS:-}     # more `dcue train` options, split on spaces, e.g. "--compile"
 # DCUE's own options (after the others): song-grouped batches, the recipe measured in the README
 DCUE_ARGS=${DCUE_ARGS---batch-size 2048 --listeners-per-song 32}  # set empty for none
+ARTISTS=${ARTISTS:-1}          # 1: also DCUE with the artist (from UNIQUE_TRACKS), semi-cold songs scored apart; 0: not
 AUTOTAG_ARGS=${AUTOTAG_ARGS:-} # more `dcue autotag` options, e.g. "--epochs 50"
 NGPUS=${NGPUS:-auto}           # processes for train; auto: the GPUs torch sees (CUDA_VISIBLE_DEVICES)
 STOP_AFTER=${STOP_AFTER:-}     # candidates, melspec, subset or wmf: stop after that step
@@ -208,6 +209,11 @@ if [ "$TRAIN" != 0 ]; then
   log "5. train: DCUE (hinge loss on cosine relevance; $NGPUS GPUs)"
   read -r -a dcue_args <<< "$DCUE_ARGS"
   train dcue "$MELS" "$plays" "$splits" -- --objective hinge "${dcue_args[@]}"
+  if [ "$ARTISTS" != 0 ]; then
+    log "5. train: DCUE with the artist beside the audio (--artists: a new song by an artist listeners know)"
+    train dcue_artist "$MELS" "$plays" "$splits" "$UNIQUE_TRACKS" -- --objective hinge --artists "$UNIQUE_TRACKS" \
+      "${dcue_args[@]}"
+  fi
 
   log "6. embed: every song's vector from its audio, the cold test songs included"
   for pair in dcue:dcue regress:wmf_regression; do
@@ -215,6 +221,11 @@ if [ "$TRAIN" != 0 ]; then
     if fresh "$out" "$model" "$MELS"; then echo "cached: $out" >&2; else $DCUE embed "$model" "$MELS" -o "$out"; fi
     models+=("$out")
   done
+  if [ "$ARTISTS" != 0 ]; then
+    if fresh "$OUT/dcue_artist.h5" "$OUT/dcue_artist.pt" "$MELS"; then echo "cached: $OUT/dcue_artist.h5" >&2; else
+      $DCUE embed "$OUT/dcue_artist.pt" "$MELS" --artists "$UNIQUE_TRACKS" -o "$OUT/dcue_artist.h5"
+    fi
+  fi
 fi
 models+=("$OUT/wmf_all.h5")
 
@@ -224,6 +235,14 @@ plot=()  # the per-user AUC and ROC picture, where matplotlib is installed (pip 
 if $PYTHON -c 'import matplotlib' 2>/dev/null; then plot=(--plot "$OUT/recommendation.png"); fi
 $DCUE score "${models[@]}" --popularity --plays "$plays" --splits "$splits" --paper --seed "$SEED" \
   --per-user "$OUT/recommendation.per_user.tsv" "${plot[@]}" --json > "$OUT/recommendation.json"
+
+# --- 7b. semi-cold songs: the test songs whose artist has training songs, and the fully cold rest ---
+if [ "$TRAIN" != 0 ] && [ "$ARTISTS" != 0 ]; then
+  log "7b. score: semi-cold and fully cold test songs apart (artist-aware DCUE against audio-only DCUE)"
+  $DCUE score "$OUT/dcue.h5" "$OUT/dcue_artist.h5" "$OUT/wmf_regression.h5" "$OUT/wmf_all.h5" --popularity \
+    --plays "$plays" --splits "$splits" --artists "$UNIQUE_TRACKS" --artist-mean "$OUT/wmf_train.h5" \
+    --against "$OUT/dcue.h5" --seed "$SEED" --json > "$OUT/artists.json"
+fi
 
 # --- 8. the paper's Table 2: auto-tagging from the item vectors -------------------------------------
 if [ -e "$LASTFM_TAGS" ]; then
@@ -235,4 +254,4 @@ else
   echo "skipped autotag: $LASTFM_TAGS does not exist (set LASTFM_TAGS)" >&2
 fi
 
-log "results: $OUT/recommendation.json, $OUT/autotagging.json (tables above); all outputs in $OUT/"
+log "results: $OUT/recommendation.json, $OUT/autotagging.json, $OUT/artists.json (tables above); all outputs in $OUT/"

@@ -219,3 +219,40 @@ def test_a_signal_stops_between_batches_of_crops_and_writes_nothing(toy, model, 
     assert result.stderr.strip().splitlines()[-1] == (
         f"Warning: interrupted: nothing was written ({out} is as it was).")
     assert "Traceback" not in result.stderr and not out.exists() and leftovers(tmp_path) == []
+
+
+def test_an_artist_model_adds_each_items_artist_vector(toy, tmp_path):
+    """item vector = its audio's + its artist's; an artist without training songs, or none, is the unknown."""
+    import torch
+
+    from dcue_cli.io.checkpoints import save_checkpoint
+    from dcue_cli.io.embeddings import read_embeddings
+
+    amap = tmp_path / "artists.tsv"
+    amap.write_text("".join(f"S{i:04d}\tA{i % 7}\n" for i in range(55)) + "S0055\tNewcomer\n")
+    model = tmp_path / "artist.pt"
+    invoke(toy_args(toy, model, "--epochs", "1", "--artists", amap))
+    result = invoke(["embed", model, toy / "mels.h5", "-o", tmp_path / "a.h5"], expect=2)
+    assert result.stderr.strip() == (f"Error: {model} was trained with --artists: give embed --artists MAP, the "
+                                     "artist map it was trained with (e.g. unique_tracks.txt).")
+    assert not (tmp_path / "a.h5").exists()
+    result = invoke(["embed", model, toy / "mels.h5", "-o", tmp_path / "a.h5", "--artists", amap])
+    ckpt = torch.load(model, weights_only=True)
+    vocab = ckpt["artist_vocab"]
+    unseen = sum(f"A{i % 7}" not in vocab for i in range(55)) + 1  # + the newcomer
+    assert f"{55 - unseen + 1:,} items by an artist with training songs, {unseen} by another artist and 4 with none" \
+        in result.stderr
+    # the same network without its artist embedding: the audio-only vectors
+    audio_only = dict(ckpt, model={k: v for k, v in ckpt["model"].items() if not k.startswith("artist.")},
+                      model_config=dict(ckpt["model_config"], n_artists=0))
+    del audio_only["artist_vocab"]
+    save_checkpoint(tmp_path / "audio.pt", audio_only)
+    result = invoke(["embed", tmp_path / "audio.pt", toy / "mels.h5", "-o", tmp_path / "p.h5", "--artists", amap])
+    assert "--artists ignored: " in result.stderr
+    with_artist, plain = read_embeddings(tmp_path / "a.h5"), read_embeddings(tmp_path / "p.h5")
+    assert with_artist.name == "dcue+artist" and plain.name == "dcue"
+    index = {a: k + 1 for k, a in enumerate(vocab)}
+    rows = [index.get(f"A{i % 7}", 0) if i < 55 else 0 for i in range(60)]
+    weights = ckpt["model"]["artist.embedding.weight"].numpy() * ckpt["model_config"]["artist_scale"]
+    assert np.allclose(with_artist.item_vectors - plain.item_vectors, weights[rows], atol=1e-5)
+    assert np.array_equal(with_artist.user_vectors, plain.user_vectors)

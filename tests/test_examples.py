@@ -207,6 +207,9 @@ def test_msd_recipe_sharded_and_trained(fake_msd, tmp_path):
     report = json.loads((out / "recommendation.json").read_text())
     assert [m["name"] for m in report["models"]] == ["Popularity", "dcue", "wmf-regression", "WMF"]
     assert all(m["metrics"]["auc"]["mean"] is not None for m in report["models"])
+    by_artist = json.loads((out / "artists.json").read_text())
+    assert [m["name"] for m in by_artist["models"]] == [
+        "dcue", "Popularity", "Artist mean", "dcue+artist", "wmf-regression", "WMF"]
 
 
 @pytest.mark.slow
@@ -327,12 +330,13 @@ def test_demo_runs_the_whole_chain_and_caches_every_step(tmp_path):
     score -> autotag, the paper's tables at the end; a rerun redoes none of the cached steps."""
     out = tmp_path / "demo"
     env = {"OUT": out, "SONGS": 30, "USERS": 60, "CLIP_SECONDS": 3, "TRAIN_ARGS": TINY_TRAIN,
-           "REGRESS_ARGS": TINY_TRAIN, "PAPER_ARGS": TINY_TRAIN,
+           "REGRESS_ARGS": TINY_TRAIN, "PAPER_ARGS": TINY_TRAIN, "ARTIST_ARGS": "",
            "DCUE": f"{sys.executable} -m dcue_cli"}  # not quiet: the tables are the point
     result = run_script(DEMO_SH, env, cwd=tmp_path)
     for name in ("data/truth.h5", "mels.h5", "subset/plays.tsv", "wmf.h5", "wmf_train.h5", "regress.pt",
                  "dcue.pt", "dcue.log.tsv", "wmf_regression.h5", "dcue.h5", "dcue_paper.h5",
-                 "fitted_ceiling.h5", "recommendation.json", "autotagging.json"):
+                 "fitted_ceiling.h5", "recommendation.json", "autotagging.json", "dcue_artist.pt",
+                 "dcue_artist.h5", "artists.json"):
         assert (out / name).is_file(), f"demo.sh did not write {name}"
     if has_matplotlib():
         assert (out / "recommendation.png").is_file() and (out / "dcue.curves.png").is_file()
@@ -341,6 +345,10 @@ def test_demo_runs_the_whole_chain_and_caches_every_step(tmp_path):
         "Popularity", "dcue (dcue.h5)", "dcue (dcue_paper.h5)", "wmf-regression", "WMF", "truth (audible style)",
         "reachable ceiling (true style, fitted tastes)"]
     assert "paper (Lee et al. 2018, Table 1" in result.stderr and "Lee et al. 2018, Table 2" in result.stderr
+    by_artist = json.loads((out / "artists.json").read_text())
+    assert [m["name"] for m in by_artist["models"]] == [
+        "dcue", "Popularity", "Artist mean", "dcue+artist", "wmf-regression", "WMF"]  # --against dcue.h5
+    assert set(by_artist["artist_groups"]) >= {"semi-cold", "fully-cold"}
     # AUC, E_fit, E, G
     efficiency = re.search(r"^dcue \(dcue\.h5\) +(\S+) +(\S+) +(\S+) +(\S+)$", result.stderr, re.MULTILINE)
     auc = {m["name"]: m["metrics"]["auc"]["mean"] for m in report["models"]}

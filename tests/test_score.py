@@ -438,3 +438,80 @@ def test_a_signal_stops_between_blocks_of_resamples_and_writes_nothing(cold, mon
         signal.signal(signal.SIGINT, previous)
     assert result.stderr.strip().splitlines()[-1] == "Warning: interrupted: nothing was written."
     assert result.stdout == "" and not per_user.exists() and "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------------------- semi-cold and fully cold songs
+
+
+@pytest.fixture
+def by_artist(tmp_path):
+    """Train songs r1, r3 by X and r2 by Y; test songs t1 (X), t2 (Y): semi-cold; t3 (Z, no training
+    song) and t4 (no artist): fully cold. A plays t1, t3; B t1, t2; C t4."""
+    plays = _write(tmp_path / "plays.tsv", "A\tr1\t1\nA\tt1\t1\nA\tt3\t1\nB\tr2\t1\nB\tt1\t1\nB\tt2\t1\n"
+                                           "C\tr1\t1\nC\tt4\t1\n")
+    splits = _write(tmp_path / "splits.tsv", "r1\ttrain\nr2\ttrain\nr3\ttrain\nt1\ttest\nt2\ttest\nt3\ttest\n"
+                                             "t4\ttest\n")
+    # t1 has a second track by another artist: the first track's artist (X) is kept, counted
+    artists = _write(tmp_path / "unique_tracks.txt", "".join(
+        f"TR{k}<SEP>{song}<SEP>{artist}<SEP>Title {k}\n" for k, (song, artist) in enumerate(
+            [("r1", "X"), ("r2", "Y"), ("r3", "X"), ("t1", "X"), ("t1", "Z"), ("t2", "Y"), ("t3", "Z")])))
+    users = {u: 1.0 for u in "ABC"}
+    model = _emb(tmp_path / "model.h5", {"t1": 4, "t2": 3, "t3": 2, "t4": 1}, users, name="DCUE")
+    wmf_train = _emb(tmp_path / "wmf_train.h5", {"r1": 2, "r2": -1, "r3": 0}, users, source="wmf", fit_on="train")
+    return tmp_path, plays, splits, artists, model, wmf_train
+
+
+def test_artists_score_semi_cold_and_fully_cold_songs_apart(by_artist):
+    _, plays, splits, artists, model, _ = by_artist
+    plain = _json(invoke(["score", model, "--plays", plays, "--splits", splits, "--popularity", "--json"]))
+    result = invoke(["score", model, "--plays", plays, "--splits", splits, "--popularity", "--json",
+                     "--artists", artists])
+    report = _json(result)
+    assert f"Warning: 1 songs of {artists} have tracks by different artists: each keeps its first" in result.stderr
+    assert report["models"] == plain["models"]  # the whole task's figures are as without --artists
+    groups = report["artist_groups"]
+    assert groups["songs"] == {"semi-cold": 2, "fully-cold": 2} and groups["without_artist"] == 1
+    semi, fully = groups["semi-cold"], groups["fully-cold"]
+    assert semi["items"] == 2 and semi["users"] == 1  # B played both semi-cold songs: no negative
+    assert fully["items"] == 2 and fully["users"] == 2
+    auc = lambda group, row: group["models"][row]["metrics"]["auc"]["mean"]
+    assert auc(semi, 1) == 1.0  # A: t1 (4) above t2 (3)
+    assert auc(fully, 1) == 0.5  # A: t3 above t4, right; C: t4 below t3, wrong
+    assert "1 of these songs have no artist in" in fully["notes"][0]
+    table = invoke(["score", model, "--plays", plays, "--splits", splits, "--artists", artists]).stdout
+    assert "semi-cold songs: the test songs whose artist has training songs: 2 songs, 1 users" in table
+    assert "fully cold songs: the test songs whose artist has no training song: 2 songs, 2 users" in table
+
+
+def test_artist_mean_baseline_and_against(by_artist):
+    _, plays, splits, artists, model, wmf_train = by_artist
+    report = _json(invoke(["score", model, "--plays", plays, "--splits", splits, "--artists", artists,
+                           "--artist-mean", wmf_train, "--against", model, "--json"]))
+    assert [m["name"] for m in report["models"]] == ["DCUE", "Artist mean"]  # --against: DCUE first
+    mean = report["models"][1]
+    # X's mean 1 (r1 2, r3 0), Y's -1, the global mean 1/3 for t3 (Z has no training song) and t4.
+    # A: t1 (1) beats t2 and t4, t3 (1/3) beats t2 and ties t4: 3.5/4; B: t1 beats t3 and t4, t2 (-1)
+    # neither: 2/4; C: t4 beats t2, ties t3, loses to t1: 1.5/3
+    assert mean["metrics"]["auc"]["mean"] == pytest.approx((3.5 / 4 + 2 / 4 + 1.5 / 3) / 3)
+    assert "mean WMF factors of its artist's training songs" in mean["note"]
+    groups = report["artist_groups"]
+    assert groups["semi-cold"]["models"][1]["metrics"]["auc"]["mean"] == 1.0
+    assert groups["fully-cold"]["models"][1]["metrics"]["auc"]["mean"] == 0.5  # every such song ties
+    assert groups["semi-cold"]["models"][1]["vs_first"]["auc"]["diff"] == 0.0
+
+
+def test_artist_option_errors(by_artist, tmp_path):
+    _, plays, splits, artists, model, wmf_train = by_artist
+    base = ["score", model, "--plays", plays, "--splits", splits]
+    r = invoke(base + ["--artist-mean", wmf_train], expect=2)
+    assert "--artist-mean needs --artists" in r.stderr
+    r = invoke(["score", model, "--train-plays", plays, "--test-plays", plays, "--artists", artists], expect=2)
+    assert "it applies to the cold-start protocol" in r.stderr
+    fails(base + ["--against", "nope"], "--against 'nope' is no row of the table: give one of 'DCUE', or one of "
+          "the files.", expect=2)
+    other = _write(tmp_path / "other.tsv", "x1\tSomeone\n")
+    fails(base + ["--artists", other], f"none of the 4 test songs has an artist in {other} (its items look like "
+          "'x1', the songs like 't1', 't2'): give the map of these songs, keyed by song id.")
+    fails(base + ["--artists", artists, "--artist-mean", model],
+          f"--artist-mean {model} has no vector of a training song of the splits: give the WMF factors fitted "
+          "on these training songs (`dcue wmf --fit-on train`).")

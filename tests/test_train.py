@@ -236,6 +236,32 @@ def test_song_grouped_batches_share_each_songs_crop_among_its_listeners(toy):
     reader.close()
 
 
+def test_artist_batches_carry_each_crops_artist_with_dropout(toy):
+    """Every crop carries its song's artist, the unknown (0) with probability p; the crops are those
+    an audio-only run draws (the dropout is drawn after them)."""
+    import torch
+
+    n_train = len(_sampler(toy)[0].train_items)
+    artists = np.arange(n_train) % 5 + 1
+    _, plain, reader = _sampler(toy, shared_negatives=True, negatives=10, batch_size=12, listeners_per_song=4)
+    _, kept, _ = _sampler(toy, shared_negatives=True, negatives=10, batch_size=12, listeners_per_song=4,
+                          item_artists=artists)
+    _, dropped, _ = _sampler(toy, shared_negatives=True, negatives=10, batch_size=12, listeners_per_song=4,
+                             item_artists=artists, artist_dropout=0.4)
+    zeros = 0
+    for step in range(50):
+        a, b, c = plain.batch(0, step), kept.batch(0, step), dropped.batch(0, step)
+        assert a.artists is None and torch.equal(a.crops, b.crops) and torch.equal(a.crops, c.crops)
+        assert b.artists.shape == (3 + 10,) and (b.artists > 0).all()
+        assert ((c.artists == b.artists) | (c.artists == 0)).all()
+        zeros += int((c.artists == 0).sum())
+    assert 0.3 < zeros / (50 * 13) < 0.5
+    assert torch.equal(dropped.batch(1, 3).artists, dropped.batch(1, 3).artists)  # resumable
+    _, per_user, _ = _sampler(toy, item_artists=artists)
+    assert per_user.batch(0, 0).artists.shape == (8, 7)  # each pair's positive and negatives
+    reader.close()
+
+
 def test_popularity_sampling_prefers_played_songs(toy):
     import torch
 
@@ -442,6 +468,45 @@ def test_regress_objective_learns_wmf_factors(toy, tmp_path):
     rows = read_log(tmp_path / "reg.log.tsv")
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
     assert max(float(r["valid_auc"]) for r in rows) > 0.6
+
+
+# ---- the artist embedding ----
+
+
+def _artist_map(toy, path):
+    """Songs S0000..S0054 by seven artists; the last five songs have none."""
+    path.write_text("".join(f"S{i:04d}\tA{i % 7}\n" for i in range(55)))
+    return path
+
+
+def test_artists_train_an_artist_embedding(toy, tmp_path):
+    import torch
+
+    from dcue_cli.io.splits import read_splits
+
+    amap = _artist_map(toy, tmp_path / "artists.tsv")
+    out = tmp_path / "m.pt"
+    r = invoke(toy_args(toy, out, "--epochs", "1", "--artists", amap, "--artist-dropout", "0.3"))
+    train = sorted(i for i, s in read_splits(toy / "splits.tsv").items() if s == "train")
+    vocab = sorted({f"A{int(i[1:]) % 7}" for i in train if int(i[1:]) < 55})
+    without = sum(int(i[1:]) >= 55 for i in train)
+    assert f"artists: {len(vocab)} with training songs (the vocabulary)" in r.stderr
+    assert f"{without} of the {len(train)} training songs have no artist in {amap}" in r.stderr
+    assert f"artist {(len(vocab) + 1) * 32:,})" in r.stderr  # the parameters line
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["artist_vocab"] == vocab and ckpt["model_config"]["n_artists"] == len(vocab) + 1
+    assert ckpt["train_config"]["artists"] == str(amap) and ckpt["train_config"]["artist_dropout"] == 0.3
+    weights = ckpt["model"]["artist.embedding.weight"]
+    assert weights.shape == (len(vocab) + 1, 32) and weights.abs().sum() > 0  # trained, from zero
+    # a resumed run needs the map again; an audio-only run's resume ignores one
+    r = invoke(toy_args(toy, out, "--epochs", "2", "--resume"), expect=2)
+    assert r.stderr.strip().endswith(f"{out.with_name('m.last.pt')} was trained with --artists {amap}: give the "
+                                     "same artist map again.")
+    invoke(toy_args(toy, out, "--epochs", "2", "--resume", "--artists", amap))
+    wrong = tmp_path / "wrong.tsv"
+    wrong.write_text("X1\tSomeone\n")
+    r = invoke(toy_args(toy, tmp_path / "w.pt", "--artists", wrong), expect=1)
+    assert f"none of the {len(train)} training songs has an artist in {wrong}" in r.stderr
 
 
 # ---- mistakes ----

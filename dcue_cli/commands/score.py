@@ -51,6 +51,16 @@ def _one_stdin(inputs: dict) -> None:
 @click.option("-k", "k_text", default="10", show_default=True, metavar="K[,K...]",
               help="Cut-offs of precision/recall/nDCG/MAP, e.g. 10,50,100 (a --user/--item query: one K, "
                    "how many items).")
+@click.option("--artists", type=click.Path(dir_okay=False),
+              help="Cold-start protocol: an artist map (unique_tracks.txt or item<TAB>artist); also score the "
+                   "semi-cold songs (their artist has training songs) and the fully cold ones (it has none) "
+                   "apart, each as the whole table.")
+@click.option("--artist-mean", type=click.Path(dir_okay=False), metavar="WMF_TRAIN",
+              help="With --artists: add the artist-mean baseline, a song scored by the mean WMF factors of its "
+                   "artist's training songs (from `dcue wmf --fit-on train`; the global mean when it has none).")
+@click.option("--against", metavar="ROW",
+              help="Pair every row against this one (a row's name, e.g. Popularity, or one of the files), "
+                   "printed first; default: the first row.")
 @click.option("--missing", type=click.Choice(["penalize", "drop"]), default="penalize", show_default=True,
               help="Items or users without a vector in a file: 'penalize' ranks such items last (tied) and "
                    "gives such users all-tied scores; 'drop' evaluates only what every file has.")
@@ -79,7 +89,7 @@ def _one_stdin(inputs: dict) -> None:
               show_default=True, help="Query: rank only the songs of this split of --splits.")
 @plays_input_options
 def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity, popularity_from, k_text,
-        missing, n_boot, seed, as_json, per_user, paper, plot, threads, query_user, query_item, exclude_played,
+        artists, artist_mean, against, missing, n_boot, seed, as_json, per_user, paper, plot, threads, query_user, query_item, exclude_played,
         id_map, query_items, columns, header, skip_bad):
     """Measure how well embeddings rank held-out songs for users, or query them.
 
@@ -93,6 +103,11 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
     nothing else does; --json and --per-user are for scripts. Ctrl-C or SIGTERM stops after
     the chunk of users or resamples in flight, writing nothing (exit 130).
 
+    Semi-cold songs (--artists unique_tracks.txt): the cold songs are also scored in two
+    groups, those whose artist has training songs and those whose artist has none, each a
+    table of every row; --artist-mean wmf_train.h5 adds the artist-mean baseline, and
+    --against names the row the others are paired against.
+
     Queries: --user ID prints the user's top -k items, --item ID the -k most similar items,
     as TSV (rank, item, score[, artist, title]).
 
@@ -102,6 +117,8 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
       dcue score wmf.h5 --train-plays lf/plays.train.tsv --test-plays lf/plays.test.tsv \\
           --popularity -k 10,50 --json > warm.json
       dcue score dcue.h5 wmf.h5 --plays sub/plays.tsv --splits sub/splits.tsv --plot auc.png
+      dcue score dcue.h5 artist.h5 --plays sub/plays.tsv --splits sub/splits.tsv --popularity \\
+          --artists unique_tracks.txt --artist-mean wmf_train.h5 --against dcue.h5
       dcue score dcue.h5 --user b80344d063b5ccb3212f76538f3d9e43d87dca9e -k 5 \\
           --exclude-played sub/plays.tsv --id-map unique_tracks.txt
     """
@@ -118,7 +135,8 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
         _query(embeddings, query_user, query_item, ks[0], exclude_played, id_map, query_items, splits, read_opts,
                conflicting={"--plays": plays, "--train-plays": train_plays, "--test-plays": test_plays,
                             "--popularity": popularity, "--json": as_json, "--per-user": per_user,
-                            "--plot": plot})
+                            "--plot": plot, "--artists": artists, "--artist-mean": artist_mean,
+                            "--against": against})
         return
     for flag, value in (("--exclude-played", exclude_played), ("--id-map", id_map)):
         if value:
@@ -134,6 +152,11 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
         raise click.UsageError("--on applies to the cold-start protocol (--plays/--splits).")
     if not (cold or warm):
         raise click.UsageError(f"nothing to evaluate against: {PROTOCOLS_HINT}; or query with --user/--item.")
+    if warm and artists:
+        raise click.UsageError("--artists splits the cold songs by artist: it applies to the cold-start protocol "
+                               "(--plays/--splits).")
+    if artist_mean and not artists:
+        raise click.UsageError("--artist-mean needs --artists (the map that says each song's artist).")
     if as_json and per_user == "-":
         raise click.UsageError("--json and --per-user - would both write to stdout: give --per-user a file name.")
     if not embeddings and not popularity:
@@ -155,7 +178,8 @@ def cli(embeddings, plays, splits, on_split, train_plays, test_plays, popularity
         result = run_score(ScoreRequest(
             list(embeddings), plays=plays, splits=splits, on=on_split, train_plays=train_plays, test_plays=test_plays,
             popularity=popularity, popularity_from=popularity_from, ks=ks, missing=missing, n_boot=n_boot, seed=seed,
-            threads=threads, read_opts=read_opts, per_user=per_user, plot=plot, plot_format=plot_format, paper=paper))
+            threads=threads, read_opts=read_opts, per_user=per_user, plot=plot, plot_format=plot_format, paper=paper,
+            artists=artists, artist_mean=artist_mean, against=against))
     except KeyboardInterrupt:
         log.warning("interrupted: nothing was written.")
         click.get_current_context().exit(130)  # 128 + SIGINT, as every command

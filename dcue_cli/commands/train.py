@@ -56,6 +56,16 @@ def _int_list(text, name):
 @click.option("--target", type=click.Path(dir_okay=False),
               help="For --objective regress: WMF factors from `dcue wmf --fit-on train` (so no test "
                    "interaction reaches them).")
+@click.option("--artists", type=click.Path(dir_okay=False),
+              help="An artist map (the MSD unique_tracks.txt, or item<TAB>artist lines): the item tower adds "
+                   "a learned vector of the song's artist to what it hears (artists with training songs; any "
+                   "other is the unknown artist). `embed` then needs the same map.")
+@click.option("--artist-dropout", type=finite(min=0, max=1, max_open=True), default=0.5, show_default=True,
+              help="With --artists: the chance that a training crop's artist is replaced by the unknown "
+                   "artist, so a song by an artist with no training songs still gets a vector from its audio.")
+@click.option("--artist-scale", type=finite(min=0, min_open=True), default=10.0, show_default=True,
+              help="With --artists: the artist vector is its lookup times this, so that SGD moves it as fast as "
+                   "the audio's (at 1 it stays ~200x shorter and is never heard).")
 @click.option("--margin", type=finite(), default=0.2, show_default=True, help="Hinge margin Δ.")
 @click.option("--negatives", type=click.IntRange(min=1), default=20, show_default=True,
               help="Negative songs per positive pair (with --shared-negatives: the size of the batch's pool).")
@@ -149,7 +159,7 @@ def _int_list(text, name):
               help="Also log the running loss every N steps (0: once per epoch).")
 @plays_input_options
 @click.pass_context
-def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, negative_sampling,
+def cli(ctx, mels, plays, splits, output, objective, target, artists, artist_dropout, artist_scale, margin, negatives, negative_sampling,
         shared_negatives, in_batch_negatives, listeners_per_song, temperature, weighting, batch_size, optimizer, lr, momentum,
         lr_decay, schedule, warmup_steps, plateau_factor, plateau_patience, curves, weight_decay, epochs, steps_per_epoch, patience,
         conv_channels, conv_kernels, pool_sizes, embed_dim, user_embed_dim, user_hidden, crop_frames, batch_norm,
@@ -164,7 +174,10 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
     other positives, which measured better and 20x cheaper). Every epoch the cold-start AUC on
     the validation songs (through the metric code of `dcue score`) picks the best
     checkpoint; early stopping ends the run. `--objective regress --target wmf.h5` trains
-    the same audio network as the WMF+Regression baseline instead. Several GPUs:
+    the same audio network as the WMF+Regression baseline instead. `--artists unique_tracks.txt`
+    adds the song's artist to the item tower (a multi-view model: a new song by a known artist
+    is placed by its sound and its artist; artist dropout keeps the audio alone able to place
+    one by a new artist). Several GPUs:
     `torchrun --nproc-per-node N -m dcue_cli train ...` (one process saves and logs).
     Ctrl-C or SIGTERM finishes the step in flight and saves MODEL.last.pt (exit 130; a second
     signal stops at once); `--resume` continues it.
@@ -176,6 +189,8 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
           --batch-size 256 --compile                                  # on a GPU
       dcue train mels.h5 sub/plays.tsv --splits sub/splits.tsv -o wmfreg.pt \\
           --objective regress --target wmf.h5
+      dcue train mels.h5 sub/plays.tsv --splits sub/splits.tsv -o artist.pt \\
+          --artists unique_tracks.txt                 # audio plus the artist
       torchrun --nproc-per-node 4 -m dcue_cli train mels.h5 sub/plays.tsv \\
           --splits sub/splits.tsv -o model.pt --batch-size 256
     """
@@ -203,7 +218,7 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
     model_overrides = {
         "conv_channels": layers[0], "conv_kernels": layers[1], "pool_sizes": layers[2], "embed_dim": embed_dim,
         "user_embed_dim": user_embed_dim, "user_hidden": _int_list(user_hidden, "--user-hidden"), "crop_frames": crop_frames,
-        "batch_norm": batch_norm}
+        "batch_norm": batch_norm, "artist_scale": artist_scale}
     if len({len(v) for v in layers}) != 1:
         raise click.UsageError("--conv-channels, --conv-kernels and --pool-sizes need one value per layer each.")
     workers = jobs if jobs is not None else 4
@@ -214,8 +229,9 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
                       schedule=schedule, warmup_steps=warmup_steps,
                       plateau_factor=plateau_factor, plateau_patience=plateau_patience,
                       weight_decay=weight_decay, epochs=epochs, steps_per_epoch=steps_per_epoch, patience=patience,
-                      seed=seed, compile=compile_, amp=not no_amp, cpu_amp=cpu_amp, cache=cache, workers=workers, log_every=log_every,
-                      centre_init=not no_centre_init, curves=curves)
+                      seed=seed, compile=compile_, amp=not no_amp, cpu_amp=cpu_amp, cache=cache, workers=workers,
+                      log_every=log_every, centre_init=not no_centre_init, curves=curves,
+                      artists=str(artists or ""), artist_dropout=artist_dropout)
 
     # the settings given on the command line: a resumed run takes the resumable ones and
     # names any other that differs from the saved run (it continues with the saved value)
@@ -225,7 +241,7 @@ def cli(ctx, mels, plays, splits, output, objective, target, margin, negatives, 
 
     report = run_train(mels, plays, splits, output, cfg, model_overrides, device=device, target=target,
                        resume=resume, fresh=fresh, explicit=explicit, columns=parse_columns(columns, 3),
-                       header=parse_header_option(header), skip_bad=skip_bad)
+                       header=parse_header_option(header), skip_bad=skip_bad, artists=artists)
     if report.interrupted:
         ctx.exit(130)
     if report.master:

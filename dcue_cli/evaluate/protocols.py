@@ -151,8 +151,8 @@ def warm_task(train, test, train_name: str = "the training plays") -> Task:
     return _evaluable_only(Task("warm", description, user_ids, item_ids, positives, exclude, popularity, notes))
 
 
-def _evaluable_only(task: Task) -> Task:
-    """Keep the users with a positive and a negative among their candidates (the others say nothing)."""
+def _evaluable_users(task: Task) -> np.ndarray:
+    """(U,) bool: the users with a positive and a negative among their candidates."""
     pos = task.positives
     n_excluded = np.zeros(task.n_users, np.int64)
     if task.exclude is not None:
@@ -160,7 +160,12 @@ def _evaluable_only(task: Task) -> Task:
         pos.eliminate_zeros()
         n_excluded = np.diff(task.exclude.indptr)
     n_pos = np.diff(pos.indptr)
-    keep = (n_pos > 0) & (task.n_items - n_excluded - n_pos > 0)
+    return (n_pos > 0) & (task.n_items - n_excluded - n_pos > 0)
+
+
+def _evaluable_only(task: Task) -> Task:
+    """Keep the users with a positive and a negative among their candidates (the others say nothing)."""
+    keep = _evaluable_users(task)
     if keep.all():
         return task
     dropped = int((~keep).sum())
@@ -258,6 +263,17 @@ def _restrict(task: Task, models: Sequence[Model], keep_users: np.ndarray, keep_
                {k: v[keep_items] for k, v in task.popularity.items()}, list(task.notes), task.item_word)
     out = [Model(m.name, m.user_vectors[keep_users], m.item_vectors[keep_items], m.similarity,
                  m.missing_items[keep_items], m.missing_users[keep_users], m.source, m.path, m.note) for m in models]
+    return sub, out
+
+
+def restrict_items(task: Task, models: Sequence[Model], keep_items: np.ndarray, description: str):
+    """The task on some of its items (a group of songs), its users those with a positive and a
+    negative among them, and the models' rows for it: (task, models), the task's notes its own."""
+    sub, out = _restrict(task, models, np.ones(task.n_users, bool), keep_items)
+    sub.description, sub.notes = description, []
+    keep_users = _evaluable_users(sub)
+    if not keep_users.all():
+        sub, out = _restrict(sub, out, keep_users, np.ones(sub.n_items, bool))
     return sub, out
 
 

@@ -34,8 +34,9 @@ def _table(header, rows) -> list:
     return [fmt(header)] + [fmt(r) for r in rows]
 
 
-def format_table(report: dict, paper: bool = False) -> str:
-    """The comparison table (rows = models, like the paper's Table 1) with its footnotes."""
+def format_table(report: dict, paper: bool = False, footnotes: bool = True) -> str:
+    """The comparison table (rows = models, like the paper's Table 1) with its footnotes
+    (`footnotes=False`: only the report's own notes, for a table printed under another)."""
     lines = [(f"{report['description']}: {report['items']:,} {report['item_word']}, "
              f"{report['users']:,} users with a positive and a negative among them")]
     models = report["models"]
@@ -68,6 +69,9 @@ def format_table(report: dict, paper: bool = False) -> str:
         header = ["model", "ΔAUC [95% CI]", "p"] + [cell for x in extra for cell in (f"Δ{short_name(x)} [95% CI]", "p")]
         lines.extend(_table(header, rows))
     lines.append("")
+    if not footnotes:  # the marks [n] are those of the table above
+        lines.extend(f"note: {note}" for note in report["notes"])
+        return "\n".join(lines).rstrip("\n")
     for m in models:
         if m["name"] in marks:
             lines.append(f"{marks[m['name']]} {m['name']}: {m['note']}")
@@ -82,6 +86,22 @@ def format_table(report: dict, paper: bool = False) -> str:
     if paper:
         figures = ", ".join(f"{name} {auc:.4f}" for name, auc in PAPER_TABLE1)
         lines.append(f"paper (Lee et al. 2018, Table 1; MSD, cold-start AUC): {figures}")
+    return "\n".join(lines)
+
+
+def format_artist_groups(groups: dict) -> str:
+    """The semi-cold and fully cold songs' tables, under the whole task's (`score --artists`)."""
+    songs = groups["songs"]
+    none = groups["without_artist"]
+    lines = ["", "", f"by artist ({groups['map']}): {songs['semi-cold']:,} semi-cold songs (their artist has "
+             f"training songs) and {songs['fully-cold']:,} fully cold (their artist has none"
+             + (f"; {none:,} of them have no artist in the map" if none else "") + ")"]
+    for name in ("semi-cold", "fully-cold"):
+        lines.append("")
+        if groups[name] is None:
+            lines.append(f"{name}: no user has a positive and a negative among these songs: not scored")
+        else:
+            lines.append(format_table(groups[name], footnotes=False))
     return "\n".join(lines)
 
 

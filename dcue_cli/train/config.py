@@ -15,7 +15,8 @@ from dcue_cli.errors import DcueError
 
 OBJECTIVES = ("hinge", "softmax", "regress")
 # what may change when a run is resumed; everything else comes from its checkpoint
-RESUMABLE = ("epochs", "patience", "cache", "workers", "log_every", "compile", "amp", "cpu_amp", "curves")
+RESUMABLE = ("epochs", "patience", "cache", "workers", "log_every", "compile", "amp", "cpu_amp", "curves",
+             "artists")
 
 
 @dataclass
@@ -54,6 +55,8 @@ class TrainConfig:
     valid_crop_batch: int = 1024
     centre_init: bool = True  # centre the initial item/user vectors on data (model.centre_outputs_)
     curves: bool = True  # draw model.curves.png from the log after every epoch (needs matplotlib)
+    artists: str = ""  # the artist map the item tower's artist embedding was trained with ("": none)
+    artist_dropout: float = 0.5  # with artists: the chance a training crop's artist is replaced by the unknown one
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -162,7 +165,8 @@ def check_outputs(output, names: dict) -> None:
         check_output_path(path, f"{what} (-o names it)")
     refuse_inputs_as_outputs({"-o": list(files)},
                              {"MELS": names.get("mels"), "PLAYS": names.get("plays"),
-                              "--splits": names.get("splits"), "--target": names.get("target")})
+                              "--splits": names.get("splits"), "--target": names.get("target"),
+                              "--artists": names.get("artists")})
     refuse_replacing_binary(log_path(output))
 
 

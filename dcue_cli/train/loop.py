@@ -53,7 +53,7 @@ class Trainer:
     """Builds everything from the inputs, then `run()`s epochs. One instance per process."""
 
     def __init__(self, mels_path, plays, splits: dict, output, cfg: TrainConfig, model_overrides: dict,
-                 *, device="auto", target=None, resume=False, explicit=(), input_names=None):
+                 *, device="auto", target=None, resume=False, explicit=(), input_names=None, artists=None):
         from dcue_cli.crops import Normaliser
         from dcue_cli.io.mels import MelsFile
 
@@ -80,13 +80,16 @@ class Trainer:
                                 "`dcue wmf PLAYS --splits SPLITS --fit-on train -o wmf.h5`).")
             target_vectors = target.user_vectors
         self.data = self._join(plays, splits, ckpt, target, names, mels_name)
+        self.artist_vocab, self.train_artists, valid_artists = setup.artists(  # `artists`: an ArtistMap
+            ckpt, self.last, artists, self.data, cfg, self.master)
 
         mean, std = setup.normalisation(self.reader, self.data, ckpt, cfg, mels_name, self.master)
         self.normaliser = Normaliser(mean, std, device=self.device)
         self.feature_config = self.reader.model_features()
         self.feature_config["n_mels"] = self.reader.n_mels
         self.model_cfg = setup.model_config(ckpt, self.last, cfg, model_overrides, explicit, target,
-                                            self.data.n_users, self.reader.n_mels, self.master)
+                                            self.data.n_users, self.reader.n_mels, self.master,
+                                            n_artists=len(self.artist_vocab) + 1 if self.artist_vocab else 0)
         self._build_model()
 
         self._build_batches(mean, std, target, names, mels_name)
@@ -94,7 +97,8 @@ class Trainer:
         self.validator = None
         if self.master:
             self.validator = setup.validator(self.reader, self.data, mean, std, self.model_cfg.crop_frames, cfg,
-                                             self.device, self.cache_mode, target_vectors, self.autocast)
+                                             self.device, self.cache_mode, target_vectors, self.autocast,
+                                             artists=valid_artists)
         self.optimizer = setup.optimizer(self.model, cfg)
         self._start_or_restore(ckpt)
         self.user_vectors_for_embed = None
@@ -138,10 +142,10 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         self.model = DCUE(self.model_cfg).to(self.device)
         if self.master:
-            log.info("model: %s parameters (audio %s, user %s); device %s",
-                     f"{count_parameters(self.model):,}", f"{count_parameters(self.model.audio):,}",
-                     f"{count_parameters(self.model.user) if self.model.user is not None else 0:,}",
-                     self.device)
+            part = lambda m: f"{count_parameters(m) if m is not None else 0:,}"
+            log.info("model: %s parameters (audio %s, user %s%s); device %s",
+                     f"{count_parameters(self.model):,}", part(self.model.audio), part(self.model.user),
+                     "" if self.model.artist is None else f", artist {part(self.model.artist)}", self.device)
 
     def _outputs(self, output):
         self.output = Path(output)
@@ -173,7 +177,8 @@ class Trainer:
             self.sampler, self.target_scale = setup.regression_sampler(
                 data, target, source, cfg, sampler_device, self.dist, names, mels_name, self.master)
         else:
-            self.sampler = setup.pair_sampler(data, source, cfg, sampler_device, self.dist)
+            self.sampler = setup.pair_sampler(data, source, cfg, sampler_device, self.dist,
+                                              item_artists=self.train_artists)
 
     def _start_or_restore(self, ckpt):
         from dcue_cli.train.state import restore

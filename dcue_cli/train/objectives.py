@@ -19,7 +19,10 @@ def batch_loss(forward, batch, cfg, autocast=None):
             pred = forward(batch.crops)
             return (regression_loss(pred, batch.targets) * batch.weights).mean()
         crops = batch.crops.reshape(-1, *batch.crops.shape[-2:])
-        users, items = forward(crops, batch.users)
+        if batch.artists is None:
+            users, items = forward(crops, batch.users)
+        else:
+            users, items = forward(crops, batch.users, batch.artists.reshape(-1))
     pos, neg, mask = pair_scores(users.float(), items.float(), batch, cfg.shared_negatives)
     if cfg.objective == "hinge":
         per_pair = hinge_loss(pos, neg, cfg.margin, mask)

@@ -20,11 +20,13 @@ class TrainReport:
 
 def run_train(mels, plays, splits, output, cfg: TrainConfig, model_overrides: dict, *, device="auto",
               target=None, resume=False, fresh=False, explicit=(), columns=(0, 1, 2), header=None,
-              skip_bad=False) -> TrainReport:
+              skip_bad=False, artists=None) -> TrainReport:
     """Train on MELS and PLAYS (split by SPLITS) into OUTPUT; Ctrl-C saves and reports `interrupted`.
 
     Without `resume`, an unfinished run's MODEL.last.pt is refused unless `fresh` (nothing is lost).
+    `artists` (an artist map's path): the item tower adds an artist embedding to what it hears.
     """
+    from dcue_cli.io.artists import read_artist_map
     from dcue_cli.io.embeddings import read_embeddings
     from dcue_cli.io.plays import read_plays
     from dcue_cli.io.splits import read_splits
@@ -38,10 +40,12 @@ def run_train(mels, plays, splits, output, cfg: TrainConfig, model_overrides: di
             log.warning("%s was fitted on %s interactions: its factors have seen the songs that are scored "
                         "(use `dcue wmf --fit-on train` for an honest WMF+Regression)", target, fit_on)
     split_map = read_splits(splits)
+    artist_map = read_artist_map(artists) if artists else None
     data = read_plays(plays, columns=columns, header=header, skip_bad=skip_bad)
     trainer = Trainer(mels, data, split_map, output, cfg, model_overrides, device=device, target=target_emb,
-                      resume=resume, explicit=explicit,
-                      input_names={"mels": mels, "plays": plays, "splits": splits, "target": target})
+                      resume=resume, explicit=explicit, artists=artist_map,
+                      input_names={"mels": mels, "plays": plays, "splits": splits, "target": target,
+                                   "artists": artists})
     report = TrainReport(str(output), str(trainer.log_file), trainer.master)
     try:
         result = trainer.run()

@@ -50,11 +50,13 @@ class Batch:
     # song-grouped batches: the S positive songs' crops come first, pair i's is pos_index[i];
     # batch_neg_mask is then (B, S): which of the batch's songs each user has not played
     pos_index: torch.Tensor | None = None
+    artists: torch.Tensor | None = None  # the artist index of each crop (rows' shape; 0: unknown or dropped)
 
     def to(self, device, non_blocking=False) -> "Batch":
         move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)
         return Batch(move(self.users), move(self.crops), move(self.weights), move(self.neg_mask),
-                     move(self.batch_neg_mask), move(self.targets), self.n_crops, move(self.pos_index))
+                     move(self.batch_neg_mask), move(self.targets), self.n_crops, move(self.pos_index),
+                     move(self.artists))
 
 
 class PairSampler:
@@ -65,6 +67,9 @@ class PairSampler:
     training songs the user has not played: drawn uniformly (or by popularity), then any
     draw that hits one of the user's songs is redrawn (a fixed number of rounds, so the GPU
     never waits on the host; what is left after them is vanishingly rare at MSD sparsity).
+    With `item_artists` (the artist index of each training song, 0 unknown) every crop carries its
+    song's artist, replaced by the unknown artist with probability `artist_dropout`, drawn after
+    the crops from the step's generator (so an audio-only run draws what it always drew).
     """
 
     REDRAW_ROUNDS = 8
@@ -72,7 +77,7 @@ class PairSampler:
     def __init__(self, data: TrainingData, source, *, batch_size: int, negatives: int, seed: int,
                  shared_negatives: bool = False, in_batch: bool = False, sampling: str = "uniform",
                  weighting: str = "binary", device="cpu", rank: int = 0, world: int = 1,
-                 listeners_per_song: int = 1):
+                 listeners_per_song: int = 1, item_artists=None, artist_dropout: float = 0.0):
         self.device = torch.device(device)
         self.source = source
         self.batch_size = batch_size
@@ -87,6 +92,9 @@ class PairSampler:
         self.n_train = len(data.train_items)
         self.seeds = _Seeded(seed, self.device)
         dev = self.device
+        self.item_artists = None if item_artists is None else torch.as_tensor(
+            np.asarray(item_artists, np.int64), device=dev)
+        self.artist_dropout = float(artist_dropout)
         self.pair_users = torch.as_tensor(data.pair_users, device=dev)
         self.pair_items = torch.as_tensor(data.pair_items, device=dev)
         self.n_pairs = len(data.pair_users)
@@ -171,11 +179,23 @@ class PairSampler:
             rows = torch.cat([pos, pool])
             crops = self.source.random_crops(rows, g)
             return Batch(users, crops, weights, neg_mask=neg_mask, batch_neg_mask=batch_neg_mask,
-                         n_crops=len(rows))
+                         n_crops=len(rows), artists=self.artists_of(rows, g))
         negs = self.draw_negatives(users, g)
         rows = torch.cat([pos.unsqueeze(1), negs], dim=1)
         crops = self.source.random_crops(rows, g)
-        return Batch(users, crops, weights, batch_neg_mask=batch_neg_mask, n_crops=rows.numel())
+        return Batch(users, crops, weights, batch_neg_mask=batch_neg_mask, n_crops=rows.numel(),
+                     artists=self.artists_of(rows, g))
+
+    def artists_of(self, rows: torch.Tensor, g) -> torch.Tensor | None:
+        """The artist of each training song in `rows`, the unknown artist (0) where dropped; None
+        without artists (and then no draw)."""
+        if self.item_artists is None:
+            return None
+        artists = self.item_artists[rows]
+        if self.artist_dropout > 0:
+            drop = torch.rand(rows.shape, generator=g, device=self.device) < self.artist_dropout
+            artists = artists.masked_fill(drop, 0)
+        return artists
 
     def _song_grouped_batch(self, epoch: int, step: int) -> Batch:
         """B pairs on B / L songs: L listeners of each song share its one crop, so a step sees
@@ -201,7 +221,7 @@ class PairSampler:
         rows = torch.cat([songs, pool])
         crops = self.source.random_crops(rows, g)
         return Batch(users, crops, self.pair_weights[pairs], neg_mask=neg_mask, batch_neg_mask=batch_neg_mask,
-                     n_crops=len(rows), pos_index=pos_index)
+                     n_crops=len(rows), pos_index=pos_index, artists=self.artists_of(rows, g))
 
 
 class ItemSampler:

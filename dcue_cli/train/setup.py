@@ -25,6 +25,46 @@ def report_data(data, mels_name: str, names: dict) -> None:
              f"{len(data.valid_users):,}", f"{len(data.valid_items):,}")
 
 
+def artists(ckpt, ckpt_path, amap, data, cfg, master: bool):
+    """(vocabulary, artist index of each training song, of each validation song), or Nones.
+
+    The vocabulary is the artists of the training songs (a resumed run's: its checkpoint's);
+    songs without an artist in the map, and validation songs by other artists, get the unknown
+    artist (0).
+    """
+    from dcue_cli.errors import OptionError
+    from dcue_cli.io.artists import artist_indices, artist_vocabulary
+
+    vocab = None if ckpt is None else ckpt.get("artist_vocab")
+    if amap is None and vocab is not None:
+        raise OptionError(f"--resume: {ckpt_path} was trained with --artists {cfg.artists or 'MAP'}: "
+                          "give the same artist map again.")
+    if amap is None or (ckpt is not None and vocab is None):
+        if amap is not None and master:
+            log.warning("--artists ignored: %s was trained without an artist map", ckpt_path)
+        cfg.artists = ""  # no map, or one ignored: no part of this run
+        return None, None, None
+    if cfg.objective == "regress":
+        raise OptionError("--artists applies to the ranking objectives (hinge, softmax), not --objective regress.")
+    train_ids = data.mel_ids[data.train_items]
+    if vocab is None:
+        vocab = artist_vocabulary(amap, train_ids)
+    if not vocab:
+        raise DcueError(f"none of the {len(train_ids):,} training songs has an artist in {amap.path} (its items "
+                        f"look like {', '.join(repr(i) for i in list(amap.artist_of)[:2])}, the songs like "
+                        f"{', '.join(repr(str(i)) for i in train_ids[:2])}): give the map of these songs, keyed "
+                        "by song id.")
+    train, counts = artist_indices(train_ids, amap, vocab)
+    valid, vcounts = artist_indices(data.mel_ids[data.valid_items], amap, vocab)
+    if master:
+        if counts["none"]:
+            log.warning("%d of the %d training songs have no artist in %s: they train as the unknown artist",
+                        counts["none"], len(train_ids), amap.path)
+        log.info("artists: %s with training songs (the vocabulary); %s of %s validation songs by one of them",
+                 f"{len(vocab):,}", f"{vcounts['known']:,}", f"{len(valid):,}")
+    return list(vocab), train, valid
+
+
 def normalisation(reader, data, ckpt, cfg, mels_name: str, master: bool):
     """(mean, std): the checkpoint's, else melspec's, else estimated from the training songs."""
     from dcue_cli.crops import estimate_normalisation
@@ -42,8 +82,9 @@ def normalisation(reader, data, ckpt, cfg, mels_name: str, master: bool):
 
 
 def model_config(ckpt, ckpt_path, cfg, model_overrides: dict, explicit, target, n_users: int, n_mels: int,
-                 master: bool):
-    """The checkpoint's model configuration, else one from the options (regression: the WMF size)."""
+                 master: bool, n_artists: int = 0):
+    """The checkpoint's model configuration, else one from the options (regression: the WMF size;
+    `n_artists`: the artist vocabulary's size with the unknown artist, 0 for none)."""
     from dcue_cli.io.checkpoints import model_config_of
     from dcue_cli.model import ModelConfig
 
@@ -58,6 +99,7 @@ def model_config(ckpt, ckpt_path, cfg, model_overrides: dict, explicit, target, 
         overrides["embed_dim"] = d
     overrides["n_users"] = 0 if cfg.objective == "regress" else n_users
     overrides["n_mels"] = n_mels
+    overrides["n_artists"] = n_artists
     try:
         return ModelConfig(**overrides)
     except ValueError as exc:
@@ -155,8 +197,8 @@ def regression_sampler(data, target, source, cfg, device, dist, names, mels_name
     return sampler, scale
 
 
-def pair_sampler(data, source, cfg, device, dist):
-    """Batches of (user, played song, negatives) for the ranking objectives."""
+def pair_sampler(data, source, cfg, device, dist, item_artists=None):
+    """Batches of (user, played song, negatives) for the ranking objectives (with their artists)."""
     from dcue_cli.train.sampling import PairSampler
 
     check_negatives(cfg, len(data.train_items))
@@ -167,12 +209,13 @@ def pair_sampler(data, source, cfg, device, dist):
             shared_negatives=cfg.shared_negatives,
             in_batch=cfg.objective == "softmax" or cfg.in_batch_negatives,
             sampling=cfg.negative_sampling, weighting=cfg.weighting, device=device,
-            rank=dist.rank, world=dist.world, listeners_per_song=cfg.listeners_per_song)
+            rank=dist.rank, world=dist.world, listeners_per_song=cfg.listeners_per_song,
+            item_artists=item_artists, artist_dropout=cfg.artist_dropout)
     except ValueError as exc:
         raise DcueError(str(exc)) from None
 
 
-def validator(reader, data, mean, std, crop, cfg, device, cache_mode, target_vectors, autocast):
+def validator(reader, data, mean, std, crop, cfg, device, cache_mode, target_vectors, autocast, artists=None):
     """The master's validator over its own small cache of the validation songs, or None."""
     import torch
 
@@ -194,7 +237,7 @@ def validator(reader, data, mean, std, crop, cfg, device, cache_mode, target_vec
     if cfg.objective == "regress":
         users = torch.as_tensor(np.asarray(target_vectors, np.float32))
     v = Validator(data, vcache, similarity="dot" if cfg.objective == "regress" else "cosine",
-                  user_vectors=users, crop_batch=cfg.valid_crop_batch, autocast=autocast)
+                  user_vectors=users, crop_batch=cfg.valid_crop_batch, autocast=autocast, artists=artists)
     if not v.possible:
         log.warning("no user has both a played and an unplayed validation song: training without "
                     "validation (the last epoch is kept)")

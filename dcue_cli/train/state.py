@@ -39,6 +39,8 @@ def checkpoint_state(trainer, *, epoch: int, step_in_epoch: int) -> dict:
         "target": dict(t.target_meta),
         "rng": rng_state(t.device),
     }
+    if t.artist_vocab is not None:  # artist k + 1 of the item tower's artist embedding (0: unknown)
+        state["artist_vocab"] = [str(a) for a in t.artist_vocab]
     if t.user_vectors_for_embed is not None:
         state["user_vectors"] = torch.as_tensor(t.user_vectors_for_embed)
         state["target_scale"] = float(t.target_scale)

@@ -6,8 +6,10 @@ import numpy as np
 class Validator:
     """Cold-start AUC on the validation songs, through the same metric code as `dcue score`."""
 
-    def __init__(self, data, valid_cache, *, similarity: str, user_vectors=None, crop_batch=1024, autocast=None):
+    def __init__(self, data, valid_cache, *, similarity: str, user_vectors=None, crop_batch=1024, autocast=None,
+                 artists=None):
         import scipy.sparse as sp
+        import torch
 
         self.cache = valid_cache
         self.lengths = data.lengths[data.valid_items]
@@ -17,6 +19,8 @@ class Validator:
         self.n_users = data.n_users
         self.crop_batch = crop_batch
         self.autocast = autocast
+        # the artist index of each validation song (0: unknown), added as `embed` adds it
+        self.artists = None if artists is None else torch.as_tensor(np.asarray(artists, np.int64))
         self.positives = sp.csr_matrix(
             (np.ones(len(data.valid_users), np.float32), (data.valid_users, data.valid_pair_items)),
             shape=(data.n_users, len(data.valid_items)))
@@ -29,6 +33,8 @@ class Validator:
         return self.n_eval_users > 0 and len(self.rows) > 1
 
     def __call__(self, model) -> float:
+        import torch
+
         from dcue_cli.crops import item_vectors
         from dcue_cli.evaluate.metrics import mean_auc
         from dcue_cli.model import all_user_vectors
@@ -38,6 +44,8 @@ class Validator:
         try:
             items = item_vectors(model.audio, self.cache, self.rows, self.lengths,
                                  batch_crops=self.crop_batch, autocast=self.autocast)
+            with torch.no_grad():
+                items = model.add_artists(items, self.artists)
             if self.fixed_users is not None:
                 users = self.fixed_users
             else:
