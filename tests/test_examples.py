@@ -335,15 +335,15 @@ def test_demo_runs_the_whole_chain_and_caches_every_step(tmp_path):
     result = run_script(DEMO_SH, env, cwd=tmp_path)
     for name in ("data/truth.h5", "mels.h5", "subset/plays.tsv", "wmf.h5", "wmf_train.h5", "regress.pt",
                  "dcue.pt", "dcue.log.tsv", "wmf_regression.h5", "dcue.h5", "dcue_paper.h5",
-                 "fitted_ceiling.h5", "recommendation.json", "autotagging.json", "dcue_artist.pt",
+                 "fitted_ceiling.h5", "dcue_refit.h5", "recommendation.json", "autotagging.json", "dcue_artist.pt",
                  "dcue_artist.h5", "artists.json"):
         assert (out / name).is_file(), f"demo.sh did not write {name}"
     if has_matplotlib():
         assert (out / "recommendation.png").is_file() and (out / "dcue.curves.png").is_file()
     report = json.loads((out / "recommendation.json").read_text())
     assert [m["name"] for m in report["models"]] == [
-        "Popularity", "dcue (dcue.h5)", "dcue (dcue_paper.h5)", "wmf-regression", "WMF", "truth (audible style)",
-        "reachable ceiling (true style, fitted tastes)"]
+        "Popularity", "dcue (dcue.h5)", "dcue (dcue_paper.h5)", "wmf-regression", "dcue + refit users", "WMF",
+        "truth (audible style)", "reachable ceiling (true style, fitted tastes)"]
     assert "paper (Lee et al. 2018, Table 1" in result.stderr and "Lee et al. 2018, Table 2" in result.stderr
     by_artist = json.loads((out / "artists.json").read_text())
     assert [m["name"] for m in by_artist["models"]] == [

@@ -87,9 +87,9 @@ def _int_list(text, name):
 @click.option("--temperature", type=finite(), default=0.1, show_default=True, help="Softmax temperature.")
 @click.option("--weighting", type=click.Choice(["binary", "log"]), default="binary", show_default=True,
               help="binary: plays binarised (the paper); log: positives weighted by 1 + log(count).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=2048, show_default=True,
-              help="Positive pairs per step (per process under torchrun). The paper's 10 leaves a GPU idle; "
-                   "256 or more suits a large GPU.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Positive pairs per step (per process under torchrun); default 2048 (64 songs of 32 listeners), "
+                   "128 crops with --objective regress. The paper's 10 leaves a GPU idle.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="adamw", show_default=True,
               help="SGD with Nesterov momentum (the paper), Adam, or AdamW (Adam with decoupled weight decay).")
 @click.option("--lr", type=finite(), default=0.002, show_default=True,
@@ -168,10 +168,12 @@ def cli(ctx, mels, plays, splits, output, objective, target, artists, artist_dro
 
     Users are embedded by a lookup and an MLP, songs by a 1-D CNN over random 3-second crops
     of their log-mel spectrograms; the two towers are trained so that a user's cosine with a
-    song they played beats its cosine with songs they did not (hinge, margin 0.2, SGD with
-    Nesterov momentum: the paper; its 20 negatives per pair are --per-user-negatives
-    --no-in-batch-negatives, the default shares one pool per batch and adds the batch's
-    other positives, which measured better and 20x cheaper). Every epoch the cold-start AUC on
+    song they played beats its cosine with songs they did not (the paper's hinge, margin 0.2).
+    The defaults are the recipe measured best on 2 CPU cores (docs/results.md): batches of 2048
+    pairs on 64 songs, 32 listeners sharing each song's crop, one pool of 20 negatives plus the
+    batch's songs, AdamW with warm-up and cosine decay, 12 epochs of 100 steps; on a GPU or the
+    full MSD raise --steps-per-epoch and --epochs. --preset paper is the published recipe
+    (batches of 10, 20 negatives per pair, Nesterov SGD). Every epoch the cold-start AUC on
     the validation songs (through the metric code of `dcue score`) picks the best
     checkpoint; early stopping ends the run. `--objective regress --target wmf.h5` trains
     the same audio network as the WMF+Regression baseline instead. `--artists unique_tracks.txt`
@@ -208,6 +210,8 @@ def cli(ctx, mels, plays, splits, output, objective, target, artists, artist_dro
         raise click.BadParameter("must be positive", param_hint="--temperature")
     if lr <= 0:
         raise click.BadParameter("must be positive", param_hint="--lr")
+    if batch_size is None:  # a step of the regression is batch_size crops, of the ranking 84 crops
+        batch_size = 128 if objective == "regress" else 2048
     if listeners_per_song == 0:  # auto: 64 songs a step at most, each heard by up to 32 listeners
         listeners_per_song = min(32, max(1, batch_size // 64)) if shared_negatives else 1
     if listeners_per_song > 1 and not shared_negatives:
