@@ -20,14 +20,15 @@ Then run the usual chain (what the README's figures come from):
     dcue subset OUT/train_triplets.txt -o OUT/sub --songs 0 --users 0
     dcue wmf OUT/sub/plays.tsv --splits OUT/sub/splits.tsv --fit-on all -o OUT/wmf.h5
     dcue wmf OUT/sub/plays.tsv --splits OUT/sub/splits.tsv --fit-on train -o OUT/wmf-train.h5
-    dcue train OUT/mels.h5 OUT/sub/plays.tsv --splits OUT/sub/splits.tsv -o OUT/dcue.pt \
-        --batch-size 2048 --listeners-per-song 32 --steps-per-epoch 100 --epochs 12
+    dcue train OUT/mels.h5 OUT/sub/plays.tsv --splits OUT/sub/splits.tsv -o OUT/dcue.pt
     dcue train OUT/mels.h5 OUT/sub/plays.tsv --splits OUT/sub/splits.tsv -o OUT/regress.pt \
         --objective regress --target OUT/wmf-train.h5 --steps-per-epoch 30 --epochs 30
     dcue embed OUT/dcue.pt OUT/mels.h5 -o OUT/dcue.h5
+    dcue refit OUT/dcue.h5 OUT/sub/plays.tsv --splits OUT/sub/splits.tsv -o OUT/dcue_refit.h5
     dcue embed OUT/regress.pt OUT/mels.h5 -o OUT/wmf_regression.h5
-    dcue score OUT/dcue.h5 OUT/wmf_regression.h5 OUT/wmf.h5 OUT/truth.h5 --popularity \
-        --plays OUT/sub/plays.tsv --splits OUT/sub/splits.tsv --json > OUT/recommendation.json
+    python benchmarks/reachable_ceiling.py OUT/truth.h5 OUT/sub/plays.tsv OUT/sub/splits.tsv -o OUT/fitted.h5
+    dcue score OUT/dcue.h5 OUT/dcue_refit.h5 OUT/wmf_regression.h5 OUT/wmf.h5 OUT/truth.h5 OUT/fitted.h5 \
+        --popularity --plays OUT/sub/plays.tsv --splits OUT/sub/splits.tsv --json > OUT/recommendation.json
     python benchmarks/cold_start_efficiency.py OUT/recommendation.json
 """
 

@@ -350,7 +350,9 @@ def test_demo_runs_the_whole_chain_and_caches_every_step(tmp_path):
         "dcue", "Popularity", "Artist mean", "dcue+artist", "wmf-regression", "WMF"]  # --against dcue.h5
     assert set(by_artist["artist_groups"]) >= {"semi-cold", "fully-cold"}
     # AUC, E_fit, E, G
-    efficiency = re.search(r"^dcue \(dcue\.h5\) +(\S+) +(\S+) +(\S+) +(\S+)$", result.stderr, re.MULTILINE)
+    number = r"(-?[0-9.]+|-?nan|-?inf)"
+    efficiency = re.search(rf"^dcue \(dcue\.h5\) +{number} +{number} +{number} +{number}$", result.stderr,
+                           re.MULTILINE)
     auc = {m["name"]: m["metrics"]["auc"]["mean"] for m in report["models"]}
     gain = auc["dcue (dcue.h5)"] - auc["Popularity"]
     e_fit = gain / (auc["reachable ceiling (true style, fitted tastes)"] - auc["Popularity"])

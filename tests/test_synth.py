@@ -310,7 +310,10 @@ def test_a_stopped_synth_keeps_whole_files_and_the_same_command_finishes_it(unin
     assert written and all(data == reference[name] for name, data in written.items())  # none half-written
     assert not [p for p in out.rglob(".*.tmp")] and not (out / "train_triplets.txt").exists()
     result = invoke(["synth", out, *STOPPED, "--seed", 3, "-j", jobs])
-    assert f"resuming: {len(written)} of 40 songs kept" in result.stderr or len(written) == 0
+    # a second signal may land between a song's file and its line in synth.partial: that whole
+    # file is then redone (same bytes), so at most one song per worker is kept unrecorded
+    kept = re.search(r"resuming: (\d+) of 40 songs kept", result.stderr)
+    assert len(written) == 0 or (kept and len(written) - int(jobs) <= int(kept.group(1)) <= len(written))
     assert _files(out) == reference  # byte for byte an uninterrupted run, synth.partial gone
 
 

@@ -409,7 +409,8 @@ def test_learning_rate_drops_on_a_plateau_and_early_stopping(toy, tmp_path):
 
     log.configure(quiet=True)
     cfg = TrainConfig(batch_size=16, negatives=5, epochs=10, steps_per_epoch=2, patience=3, plateau_patience=1,
-                      plateau_factor=0.5, lr=0.04, lr_decay=0.0)
+                      plateau_factor=0.5, lr=0.04, lr_decay=0.0, schedule="keras", optimizer="sgd",
+                      weight_decay=0.0)
     sizes = {"conv_channels": (16,), "conv_kernels": (4,), "pool_sizes": (4,), "crop_frames": 32, "embed_dim": 8,
                  "user_embed_dim": 8, "user_hidden": (8,)}
     trainer = Trainer(toy / "mels.h5", read_plays(toy / "plays.tsv"), read_splits(toy / "splits.tsv"),

@@ -212,8 +212,6 @@ def cli(ctx, mels, plays, splits, output, objective, target, artists, artist_dro
         raise click.BadParameter("must be positive", param_hint="--lr")
     if batch_size is None:  # a step of the regression is batch_size crops, of the ranking 84 crops
         batch_size = 128 if objective == "regress" else 2048
-    if listeners_per_song == 0:  # auto: 64 songs a step at most, each heard by up to 32 listeners
-        listeners_per_song = min(32, max(1, batch_size // 64)) if shared_negatives else 1
     if listeners_per_song > 1 and not shared_negatives:
         raise click.UsageError("--listeners-per-song above 1 needs --shared-negatives: with --per-user-negatives "
                                "every pair has its own crops anyway.")

@@ -288,12 +288,26 @@ def refuse_replacing_binary(*targets) -> None:
 _BINARY_HEADS = (b"\x89HDF\r\n\x1a\n", b"PK\x03\x04") + tuple(b"\x80" + bytes([p]) for p in range(2, 6))
 
 
+def _reads_as_tsv(head: bytes) -> bool:
+    """Whether a file's first bytes are UTF-8 text holding a tab or a line end (a zip's local
+    header holds binary fields that are not)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # only a character cut at the end of the bytes read is allowed
+        if exc.start < len(head) - 3:
+            return False
+        text = head[: exc.start].decode("utf-8")
+    return "\t" in text or "\n" in text
+
+
 def _refuse_replacing_binary(target) -> None:
     def replaceable(path) -> bool:
         with open(path, "rb") as f:
-            head = f.read(8)
+            head = f.read(256)
         if head.startswith(b"\x1f\x8b"):
             return str(target).endswith(".gz")
+        if head.startswith(b"PK\x03\x04"):  # a zip, or a TSV whose first id starts so (ASCII)
+            return _reads_as_tsv(head)
         return not head.startswith(_BINARY_HEADS)
 
     refuse_replacing_other_kind(target, "a TSV", replaceable)

@@ -27,7 +27,7 @@ class TrainConfig:
     margin: float = 0.2
     negatives: int = 20
     negative_sampling: str = "uniform"
-    listeners_per_song: int = 32  # >1: song-grouped batches, that many pairs share each song's crop
+    listeners_per_song: int = 0  # 0: auto (__post_init__); >1: song-grouped batches, that many pairs share each song's crop
     shared_negatives: bool = True  # one pool per batch (measured: as good as per-user with in-batch, 20x cheaper)
     in_batch_negatives: bool = True  # the batch's other positives are negatives too (softmax: always)
     temperature: float = 0.1
@@ -57,6 +57,10 @@ class TrainConfig:
     curves: bool = True  # draw model.curves.png from the log after every epoch (needs matplotlib)
     artists: str = ""  # the artist map the item tower's artist embedding was trained with ("": none)
     artist_dropout: float = 0.5  # with artists: the chance a training crop's artist is replaced by the unknown one
+
+    def __post_init__(self):
+        if self.listeners_per_song == 0:  # auto: 64 songs a step at most, each heard by up to 32 listeners
+            self.listeners_per_song = min(32, max(1, self.batch_size // 64)) if self.shared_negatives else 1
 
     def to_dict(self) -> dict:
         return asdict(self)
