@@ -34,6 +34,19 @@ def _not_stdout(ctx, param, value):
     return value
 
 
+def positive_list(text, name: str, cast=int, example: str = "128,256,256") -> tuple:
+    """'a,b,c' -> a tuple of positive finite numbers (`cast`: int or float), else click's usage error."""
+    word = "integers" if cast is int else "numbers"
+    try:
+        values = tuple(cast(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected comma-separated {word}, e.g. {example}",
+                                 param_hint=name) from None
+    if not values or not all(0 < v < math.inf for v in values):  # also refuses nan
+        raise click.BadParameter(f"{text!r}: expected positive {word}", param_hint=name)
+    return values
+
+
 def output_option(help_text="Output file (written atomically).", required=True, **kwargs):
     """-o of a binary output (HDF5, a checkpoint): a file name, never '-' (it wrote a file named '-')."""
     return click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=required,

@@ -3,17 +3,7 @@
 import click
 
 from dcue_cli import log
-from dcue_cli.options import output_option, plays_input_options
-
-
-def _grid(text, name, cast):
-    try:
-        values = tuple(cast(v) for v in str(text).split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: expected comma-separated numbers", param_hint=name) from None
-    if not values or not all(0 < v < float("inf") for v in values):  # also refuses nan
-        raise click.BadParameter(f"{text!r}: expected positive finite numbers", param_hint=name)
-    return values
+from dcue_cli.options import output_option, plays_input_options, positive_list
 
 
 @click.command("refit")
@@ -47,8 +37,8 @@ def cli(embeddings, plays, splits, output, dims, strengths, columns, header, ski
     from dcue_cli.io.rows import parse_columns, parse_header_option
     from dcue_cli.refit import run_refit
 
-    r = run_refit(embeddings, plays, splits, output, dims=_grid(dims, "--dims", int),
-                  strengths=_grid(strengths, "--strengths", float), show_progress=not log.is_quiet(),
+    r = run_refit(embeddings, plays, splits, output, dims=positive_list(dims, "--dims", int, "4,8,16"),
+                  strengths=positive_list(strengths, "--strengths", float, "0.3,1,3"), show_progress=not log.is_quiet(),
                   columns=parse_columns(columns, 3), header=parse_header_option(header), skip_bad=skip_bad)
     tried = ", ".join(f"k {k} C {c:g}: {a:.4f}" for (k, c), a in r.valid_auc.items())
     log.info("valid AUC by (k, C): %s", tried)

@@ -8,6 +8,7 @@ from dcue_cli.options import (
     finite,
     output_option,
     plays_input_options,
+    positive_list,
     seed_option,
 )
 
@@ -24,16 +25,6 @@ def _apply_preset(ctx, _param, name):
               for k, v in PRESETS[name].items()}
     ctx.default_map = {**(ctx.default_map or {}), **preset}
     return name
-
-
-def _int_list(text, name):
-    try:
-        values = tuple(int(v) for v in str(text).split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: expected comma-separated integers, e.g. 128,256,256", param_hint=name) from None
-    if not values or min(values) < 1:
-        raise click.BadParameter(f"{text!r}: expected positive integers", param_hint=name)
-    return values
 
 
 @click.command("train")
@@ -210,16 +201,14 @@ def cli(ctx, mels, plays, splits, output, objective, target, artists, artist_dro
         raise click.BadParameter("must be positive", param_hint="--temperature")
     if lr <= 0:
         raise click.BadParameter("must be positive", param_hint="--lr")
-    if batch_size is None:  # a step of the regression is batch_size crops, of the ranking 84 crops
-        batch_size = 128 if objective == "regress" else 2048
     if listeners_per_song > 1 and not shared_negatives:
         raise click.UsageError("--listeners-per-song above 1 needs --shared-negatives: with --per-user-negatives "
                                "every pair has its own crops anyway.")
-    layers = (_int_list(conv_channels, "--conv-channels"), _int_list(conv_kernels, "--conv-kernels"),
-              _int_list(pool_sizes, "--pool-sizes"))
+    layers = (positive_list(conv_channels, "--conv-channels"), positive_list(conv_kernels, "--conv-kernels"),
+              positive_list(pool_sizes, "--pool-sizes"))
     model_overrides = {
         "conv_channels": layers[0], "conv_kernels": layers[1], "pool_sizes": layers[2], "embed_dim": embed_dim,
-        "user_embed_dim": user_embed_dim, "user_hidden": _int_list(user_hidden, "--user-hidden"), "crop_frames": crop_frames,
+        "user_embed_dim": user_embed_dim, "user_hidden": positive_list(user_hidden, "--user-hidden"), "crop_frames": crop_frames,
         "batch_norm": batch_norm, "artist_scale": artist_scale}
     if len({len(v) for v in layers}) != 1:
         raise click.UsageError("--conv-channels, --conv-kernels and --pool-sizes need one value per layer each.")
@@ -227,7 +216,7 @@ def cli(ctx, mels, plays, splits, output, objective, target, artists, artist_dro
     cfg = TrainConfig(objective=objective, margin=margin, negatives=negatives, negative_sampling=negative_sampling,
                       shared_negatives=shared_negatives, listeners_per_song=listeners_per_song,
                       in_batch_negatives=in_batch_negatives, temperature=temperature, weighting=weighting,
-                      batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, lr_decay=lr_decay,
+                      batch_size=batch_size or 0, optimizer=optimizer, lr=lr, momentum=momentum, lr_decay=lr_decay,
                       schedule=schedule, warmup_steps=warmup_steps,
                       plateau_factor=plateau_factor, plateau_patience=plateau_patience,
                       weight_decay=weight_decay, epochs=epochs, steps_per_epoch=steps_per_epoch, patience=patience,

@@ -32,7 +32,7 @@ class TrainConfig:
     in_batch_negatives: bool = True  # the batch's other positives are negatives too (softmax: always)
     temperature: float = 0.1
     weighting: str = "binary"
-    batch_size: int = 2048
+    batch_size: int = 0  # 0: auto (__post_init__): 2048 pairs, 128 crops for regress
     optimizer: str = "adamw"
     lr: float = 0.002
     momentum: float = 0.9
@@ -59,6 +59,8 @@ class TrainConfig:
     artist_dropout: float = 0.5  # with artists: the chance a training crop's artist is replaced by the unknown one
 
     def __post_init__(self):
+        if self.batch_size == 0:  # auto: a regression step is batch_size crops, a ranking step 84 crops
+            self.batch_size = 128 if self.objective == "regress" else 2048
         if self.listeners_per_song == 0:  # auto: 64 songs a step at most, each heard by up to 32 listeners
             self.listeners_per_song = min(32, max(1, self.batch_size // 64)) if self.shared_negatives else 1
 
