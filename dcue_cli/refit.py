@@ -125,7 +125,7 @@ def choose_and_fit(vectors: np.ndarray, split: np.ndarray, played: np.ndarray, *
                         "users on (give the splits the model was trained with).")
     if not valid.any():  # nothing to choose on: the middle of the grid
         dims, strengths = (sorted(dims)[len(dims) // 2],), (sorted(strengths)[len(strengths) // 2],)
-    scores, best = {}, None
+    scores, best, best_auc = {}, None, -np.inf
     for k in sorted(set(dims)):
         basis = principal_basis(vectors[train], k, unit_rows)
         z = basis.project(vectors)
@@ -134,9 +134,8 @@ def choose_and_fit(vectors: np.ndarray, split: np.ndarray, played: np.ndarray, *
             auc = (mean_auc(tastes.astype(np.float32), z[valid].astype(np.float32), "dot", played[:, valid])
                    if valid.any() else float("nan"))
             scores[(basis.axes.shape[0], c)] = auc
-            if best is None or auc > best.valid_auc.get((best.dims, best.strength), -np.inf):
-                best = Refit(basis, tastes, basis.axes.shape[0], c, scores)
-    best.valid_auc = scores
+            if best is None or auc > best_auc:
+                best, best_auc = Refit(basis, tastes, basis.axes.shape[0], c, scores), auc
     return best
 
 
@@ -153,9 +152,10 @@ class RefitReport:
 def run_refit(embeddings_path, plays_path, splits_path, output, *, dims=DIMS, strengths=STRENGTHS,
               show_progress: bool = True, **plays_options) -> RefitReport:
     """Read a model's embeddings, the plays and the splits; write the refitted embeddings."""
-    from dcue_cli.io.atomic import refuse_inputs_as_outputs
+    from dcue_cli.io.atomic import refuse_inputs_as_outputs, refuse_replacing_other_kind
     from dcue_cli.io.embeddings import (
         Embeddings,
+        is_embeddings_file,
         read_embeddings,
         refuse_non_finite,
         write_embeddings,
@@ -165,6 +165,7 @@ def run_refit(embeddings_path, plays_path, splits_path, output, *, dims=DIMS, st
 
     refuse_inputs_as_outputs({"-o": output}, {"EMBEDDINGS": embeddings_path, "PLAYS": plays_path,
                                               "--splits": splits_path})
+    refuse_replacing_other_kind(output, "an embeddings file", is_embeddings_file)
     emb = read_embeddings(embeddings_path)
     refuse_non_finite(embeddings_path, emb.item_vectors, emb.item_ids)
     splits = read_splits(splits_path)

@@ -69,6 +69,10 @@ def test_refit_bad_inputs(styled, tmp_path):
     base = ["refit", d / "model.h5", d / "plays.tsv", "--splits", d / "splits.tsv"]
     r = invoke([*base, "-o", d / "model.h5"], expect=1)
     assert "model.h5" in error_line(r)
+    (tmp_path / "model.pt").write_bytes(b"a checkpoint, say")
+    r = invoke([*base, "-o", tmp_path / "model.pt"], expect=1)
+    assert "is not an embeddings file" in error_line(r)
+    assert (tmp_path / "model.pt").read_bytes() == b"a checkpoint, say"
     r = invoke([*base, "-o", tmp_path / "x.h5", "--dims", "a,b"], expect=2)
     assert "--dims" in r.stderr
     r = invoke([*base, "-o", tmp_path / "x.h5", "--strengths", "0"], expect=2)
