@@ -46,3 +46,15 @@ def draw_training_curves(log_file, path, title: str = "") -> None:
         fig.suptitle(title, fontsize=10)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
+
+
+def redraw_or_warn(log_file, path, title: str = "") -> bool:
+    """Redraw during a run: a failure is a warning, never the end of the run; False once it failed."""
+    from dcue_cli import log
+
+    try:
+        draw_training_curves(log_file, path, title=title)
+    except Exception as exc:  # noqa: BLE001 - a picture is never worth a lost run
+        log.warning("could not draw %s (%s): training goes on without it", path, exc)
+        return False
+    return True

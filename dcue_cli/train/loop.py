@@ -36,6 +36,7 @@ from dcue_cli.train.distributed import (
     broadcast_float,
     init_distributed,
 )
+from dcue_cli.train.schedule import learning_rate
 
 
 @dataclass
@@ -217,16 +218,11 @@ class Trainer:
 
     def _draw_curves(self):
         """Redraw model.curves.png from the log; a failure is a warning, never the end of a run."""
-        if not self.draw_curves:
-            return
-        from dcue_cli.train.curves import draw_training_curves
+        from dcue_cli.train.curves import redraw_or_warn
 
-        try:
-            draw_training_curves(self.log_file, self.curves_file,
-                                 title=f"{self.output.name}: {self.cfg.objective}, batch {self.cfg.batch_size}")
-        except Exception as exc:  # noqa: BLE001 - a picture is never worth a lost run
-            log.warning("could not draw %s (%s): training goes on without it", self.curves_file, exc)
-            self.draw_curves = False
+        if self.draw_curves:
+            self.draw_curves = redraw_or_warn(self.log_file, self.curves_file, title=(
+                f"{self.output.name}: {self.cfg.objective}, batch {self.cfg.batch_size}"))
 
     def _log_row(self, **row):
         if self.master:
@@ -235,8 +231,6 @@ class Trainer:
             append_row(self.log_file, **row)
 
     def _set_lr(self):
-        from dcue_cli.train.schedule import learning_rate
-
         lr = learning_rate(self.cfg, self.global_step, self.cfg.epochs * self._steps(), self.lr_scale)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
