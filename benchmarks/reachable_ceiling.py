@@ -32,15 +32,11 @@ C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
 
 def users_fitted_to_plays(style, train, played, C=0.3):
     """Each user's taste fitted by L2 logistic regression of played (1) or not (0) on the
-    training songs' style vectors: (users, dims). `played` is a (users, songs) bool matrix."""
-    from sklearn.linear_model import LogisticRegression
+    training songs' style vectors: (users, dims). `played` is a (users, songs) bool matrix. The
+    same fit as `dcue refit`'s (dcue_cli.refit.fit_users: Newton steps, a block of users at once)."""
+    from dcue_cli.refit import fit_users
 
-    taste = np.zeros((played.shape[0], style.shape[1]))
-    for u in range(played.shape[0]):
-        y = played[u, train]
-        if 0 < y.sum() < len(y):
-            taste[u] = LogisticRegression(C=C, max_iter=500).fit(style[train], y).coef_[0]
-    return taste
+    return fit_users(np.asarray(style, np.float64)[train], played[:, train], C)
 
 
 def played_matrix(truth, plays, splits):
