@@ -141,7 +141,8 @@ def _apply_preset(ctx, _param, name):
 @seed_option()
 @click.option("--resume", is_flag=True,
               help="Continue MODEL.last.pt where it stopped (same settings and random state); --epochs, "
-                   "--patience, --cache, --jobs, --log-every, --compile and --no-amp may change.")
+                   "--patience, --cache, --jobs, --log-every, --compile and --no-amp may change (a new --epochs "
+                   "moves --schedule cosine's last step with it).")
 @click.option("--fresh", is_flag=True,
               help="Start afresh over an unfinished run's MODEL.last.pt, replacing it. Without --resume or "
                    "--fresh, train refuses to discard an interrupted run (a finished run's MODEL.last.pt is "
