@@ -19,6 +19,7 @@ COMMANDS = {
     "train": "train",
     "embed": "embed",
     "refit": "refit",
+    "twotower": "twotower",
     "score": "score",
     "recommend": "recommend",
     "autotag": "autotag",

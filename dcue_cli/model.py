@@ -20,7 +20,7 @@ Keras' uniform(±0.05) (see `ModelConfig.user_init_std`; 0 restores the authors'
 output biases are then centred on data (`centre_outputs_`).
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -178,10 +178,32 @@ class DCUE(nn.Module):
         return self.user(users)
 
 
+class IndexTowers(nn.Module):
+    """The paper's ablation (section 5.1): DCUE with the item side built like the user side, a
+    lookup of song indices and the same MLP, so a song is known by its plays, not its audio.
+    Both lookups start N(0, user_init_std) and both output biases are centred on data, as DCUE's."""
+
+    def __init__(self, cfg: ModelConfig, n_items: int):
+        super().__init__()
+        self.config = cfg
+        self.user = UserNet(cfg)
+        self.item = UserNet(replace(cfg, n_users=n_items))
+        keras_init_(self)
+        for side in (self.user, self.item):
+            if cfg.user_init_std > 0:
+                nn.init.normal_(side.embedding.weight, 0.0, cfg.user_init_std)
+            with torch.no_grad():
+                side.mlp[-1].bias -= all_user_vectors(side, side.embedding.num_embeddings, "cpu").mean(dim=0)
+
+    def forward(self, items: torch.Tensor, users: torch.Tensor):
+        return self.user(users), self.item(items)
+
+
 @torch.no_grad()
-def all_user_vectors(model: DCUE, n_users: int, device, chunk: int = 65536) -> torch.Tensor:
-    """(n_users, d) float32: every user's vector, a chunk of users at a time."""
-    return torch.cat([model.user_vectors(torch.arange(a, min(a + chunk, n_users), device=device)).float()
+def all_user_vectors(model: nn.Module, n_users: int, device, chunk: int = 65536) -> torch.Tensor:
+    """(n_users, d) float32: every user's vector (of a DCUE, or of one `UserNet` tower), a chunk at a time."""
+    tower = model.user_vectors if isinstance(model, DCUE) else model
+    return torch.cat([tower(torch.arange(a, min(a + chunk, n_users), device=device)).float()
                       for a in range(0, n_users, chunk)])
 
 

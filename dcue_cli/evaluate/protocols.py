@@ -207,6 +207,10 @@ def popularity_model(task: Task, source: str = "auto") -> Model:
                  note=note)
 
 
+# models that know a song by its index (its plays), not by its audio: on cold songs an upper bound
+INDEX_SOURCES = ("wmf", "dcue-index")
+
+
 def align(emb, task: Task) -> Model:
     """The rows of an `Embeddings` for the task's users and items, with what is missing flagged."""
     if emb.user_vectors is None:
@@ -214,10 +218,11 @@ def align(emb, task: Task) -> Model:
                         "recommendation needs them; give the file written by `dcue embed` or `dcue wmf`.")
     item_rows = _codes(task.item_ids, emb.item_index())
     user_rows = _codes(task.user_ids, emb.user_index())
-    if (item_rows < 0).all() and emb.source == "wmf" and task.protocol == "cold-start":
-        raise DcueError(f"{emb.path} is WMF fitted on the train songs only (fit_on={emb.attrs.get('fit_on')}), so "
-                        f"it has no vector for the cold {task.item_word}: refit with --fit-on all for the paper's "
-                        "upper bound, or predict them from audio with `dcue train --objective regress`.")
+    if (item_rows < 0).all() and emb.source in INDEX_SOURCES and task.protocol == "cold-start":
+        what = "WMF" if emb.source == "wmf" else "the index model"
+        raise DcueError(f"{emb.path} is {what} fitted on the train songs only (fit_on={emb.attrs.get('fit_on')}), "
+                        f"so it has no vector for the cold {task.item_word}: refit with --fit-on all for the "
+                        "paper's row, or predict them from audio with `dcue train`.")
     if (item_rows < 0).all():
         raise DcueError(f"none of the {task.n_items:,} {task.item_word} to rank has a vector in {emb.path} "
                         f"(its ids look like {_examples(emb.item_ids)}, those to rank like "
@@ -234,7 +239,7 @@ def align(emb, task: Task) -> Model:
     users[user_rows >= 0] = emb.user_vectors[user_rows[user_rows >= 0]]
     _check_finite(emb.path, users, task.user_ids, "user", items, task.item_ids, "item")
     note = ""
-    if emb.source == "wmf" and task.protocol == "cold-start":
+    if emb.source in INDEX_SOURCES and task.protocol == "cold-start":
         note = "fitted on plays of the very songs ranked here: an upper bound, not a cold-start method"
     return Model(emb.name, users, items, emb.similarity, item_rows < 0, user_rows < 0, emb.source, emb.path, note)
 

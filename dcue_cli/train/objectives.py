@@ -11,7 +11,7 @@ import contextlib
 def batch_loss(forward, batch, cfg, autocast=None):
     """The mean loss of one batch through `forward` (the model, or DDP/compile around it)."""
 
-    from dcue_cli.model import hinge_loss, regression_loss, softmax_loss
+    from dcue_cli.model import regression_loss
 
     ctx = autocast() if autocast else contextlib.nullcontext()
     with ctx:
@@ -23,6 +23,13 @@ def batch_loss(forward, batch, cfg, autocast=None):
             users, items = forward(crops, batch.users)
         else:
             users, items = forward(crops, batch.users, batch.artists.reshape(-1))
+    return ranking_loss(users, items, batch, cfg)
+
+
+def ranking_loss(users, items, batch, cfg):
+    """The mean hinge or softmax loss of a batch's user and item vectors (any towers: audio or index)."""
+    from dcue_cli.model import hinge_loss, softmax_loss
+
     pos, neg, mask = pair_scores(users.float(), items.float(), batch, cfg.shared_negatives)
     if cfg.objective == "hinge":
         per_pair = hinge_loss(pos, neg, cfg.margin, mask)
