@@ -51,7 +51,7 @@ def main():
     rng = np.random.default_rng(args.seed)
     with MelsFile(args.mels) as mels:
         frames = torch.from_numpy(mels.read_all().astype(np.float32))
-        offsets, lengths, ids = mels.offsets, mels.lengths(), list(mels.ids)
+        offsets, lengths, ids = mels.offsets, mels.lengths, list(mels.ids)
         mean, std = mels.normalisation() or (np.zeros(1, np.float32), np.ones(1, np.float32))
     frames = (frames - torch.from_numpy(mean)) / torch.from_numpy(std)
     truth = read_embeddings(args.truth)
