@@ -93,12 +93,9 @@ def main():
     if not os.path.exists(path("wmf.h5")):
         dcue("wmf", path("train.tsv"), "--splits", args.splits, "--fit-on", "train", "-o", path("wmf.h5"),
              "--seed", args.seed, *args.wmf_args.split())
-    with open(path("report.json"), "w") as f:
-        subprocess.run([sys.executable, "-m", "dcue_cli", "--quiet", "score", path("dcue.h5"), path("index.h5"),
-                        path("wmf.h5"), "--popularity", "--popularity-from", "train", "--train-plays",
-                        path("train_songs.tsv"), "--test-plays", path("test.tsv"), "--json"], check=True, stdout=f)
-    with open(path("report.json")) as f:
-        report = json.load(f)
+    report = score(path, path("dcue.h5"), path("index.h5"), path("wmf.h5"), "--popularity", "--popularity-from",
+                   "train", name="report.json")
+    paired = score(path, path("index.h5"), path("dcue.h5"), name="paired.json")["models"][1]["vs_first"]["auc"]
     auc = {m["source"]: (m["name"], m["metrics"]["auc"]["mean"]) for m in report["models"]}
     print(f"warm protocol: {report['users']:,} users, {report['items']:,} train songs, held-out plays of {out}")
     print(f"{'model':<20} {'source':<11} {'AUC':>8} {'paper':>8} {'ratio':>7}")
@@ -107,7 +104,17 @@ def main():
         print(f"{name:<20} {source:<11} {value:8.4f} {ref:8.4f} {value / ref:7.3f}")
     if "dcue" in auc and "dcue-index" in auc:
         ours, paper = auc["dcue"][1] / auc["dcue-index"][1], PAPER["dcue"] / PAPER["dcue-index"]
-        print(f"audio / index: {ours:.3f} (paper {paper:.3f}; ratio {ours / paper:.3f})")
+        print(f"audio / index: {ours:.3f} (paper {paper:.3f}; ratio {ours / paper:.3f}); audio - index, paired over "
+              f"users: {paired['diff']:+.4f} [{paired['ci_low']:+.4f}, {paired['ci_high']:+.4f}]")
+
+
+def score(path, *args, name):
+    """`dcue score` of ARGS on the warm split, its JSON report kept as OUT/NAME and returned."""
+    with open(path(name), "w") as f:
+        subprocess.run([sys.executable, "-m", "dcue_cli", "--quiet", "score", *args, "--train-plays",
+                        path("train_songs.tsv"), "--test-plays", path("test.tsv"), "--json"], check=True, stdout=f)
+    with open(path(name)) as f:
+        return json.load(f)
 
 if __name__ == "__main__":
     main()
