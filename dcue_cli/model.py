@@ -52,12 +52,22 @@ class ModelConfig:
     # at 1 they stay ~200 times shorter than the audio's (norm ~10) and change no cosine (measured
     # on the demo: 0.05 after 500 steps), so the artist is never heard
     artist_scale: float = 10.0
+    # how the audio network's last feature map becomes one vector: "mean" over time (the paper's
+    # global average pooling), or "meanstd", the mean and the standard deviation over time
+    # (statistics pooling): how much a feature varies within the crop, not only its level
+    pooling: str = "mean"
+    # a 2-D front end before the 1-D network: one 3x3 convolution (batch norm, ReLU) per entry,
+    # that many channels, each followed by a max-pool of 2 over frequency, so what it learns of
+    # a harmonic pattern or a vibrato holds at every pitch; the 1-D network then reads channels x
+    # n_mels / 2^layers bands. (): none, the paper's network. About 10x the cost per crop on a CPU.
+    stem_channels: tuple[int, ...] = ()
 
     def __post_init__(self):
         self.conv_channels = tuple(int(c) for c in self.conv_channels)
         self.conv_kernels = tuple(int(k) for k in self.conv_kernels)
         self.pool_sizes = tuple(int(p) for p in self.pool_sizes)
         self.user_hidden = tuple(int(h) for h in self.user_hidden)
+        self.stem_channels = tuple(int(c) for c in self.stem_channels)
         if not (len(self.conv_channels) == len(self.conv_kernels) == len(self.pool_sizes)):
             raise ValueError("conv_channels, conv_kernels and pool_sizes must have the same length")
         if not self.conv_channels:
@@ -66,6 +76,10 @@ class ModelConfig:
             raise ValueError("every size must be at least 1")
         if self.n_artists < 0 or self.n_artists == 1:
             raise ValueError("n_artists is 0 (no artist embedding) or the unknown artist and at least one more")
+        if self.stem_channels and (min(self.stem_channels) < 1 or self.n_mels >> len(self.stem_channels) < 1):
+            raise ValueError(f"stem_channels {self.stem_channels}: positive sizes, at most log2(n_mels) layers")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
         if self.frames_after_pooling() < 1:
             raise ValueError(f"a crop of {self.crop_frames} frames is pooled away by pools "
                              f"{self.pool_sizes}: use longer crops or less pooling")
@@ -83,7 +97,34 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
+        d = {**BEFORE_POOLING, **d}  # a checkpoint from before --pooling pooled by the mean
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+POOLINGS = ("mean", "meanstd")
+# what a checkpoint written before ModelConfig.pooling existed was built with
+BEFORE_POOLING = {"pooling": "mean", "stem_channels": ()}
+
+
+class FrequencyStem(nn.Module):
+    """(B, frames, n_mels) -> (B, frames, channels x n_mels / 2^layers): 2-D convolutions over
+    (time, frequency), each pooled by 2 over frequency only (time is the 1-D network's to pool)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        layers, in_ch, bands = [], 1, cfg.n_mels
+        for ch in cfg.stem_channels:
+            layers.append(nn.Conv2d(in_ch, ch, 3, padding=1, bias=not cfg.batch_norm))
+            if cfg.batch_norm:
+                layers.append(nn.BatchNorm2d(ch))
+            layers += [nn.ReLU(inplace=True), nn.MaxPool2d((1, 2))]
+            in_ch, bands = ch, bands // 2
+        self.layers = nn.Sequential(*layers)
+        self.out_channels = in_ch * bands
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        z = self.layers(crops.unsqueeze(1))  # (B, C, frames, bands)
+        return z.permute(0, 2, 1, 3).flatten(2)
 
 
 class AudioNet(nn.Module):
@@ -91,8 +132,9 @@ class AudioNet(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        self.stem = FrequencyStem(cfg) if cfg.stem_channels else None
         layers = []
-        in_ch = cfg.n_mels
+        in_ch = cfg.n_mels if self.stem is None else self.stem.out_channels
         for ch, k, p in zip(cfg.conv_channels, cfg.conv_kernels, cfg.pool_sizes):
             if k > 1:  # 'same' padding, one more on the right for an even kernel, as Keras does
                 layers.append(nn.ConstantPad1d(((k - 1) // 2, k - 1 - (k - 1) // 2), 0.0))
@@ -104,11 +146,17 @@ class AudioNet(nn.Module):
                 layers.append(nn.MaxPool1d(p))
             in_ch = ch
         self.features = nn.Sequential(*layers)
-        self.project = nn.Linear(in_ch, cfg.embed_dim)
+        self.with_std = cfg.pooling == "meanstd"
+        self.project = nn.Linear(in_ch * (2 if self.with_std else 1), cfg.embed_dim)
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        x = self.features(crops.transpose(1, 2))  # conv over time, mel bins as channels
-        return self.project(x.mean(dim=2))
+        if self.stem is not None:
+            crops = self.stem(crops)
+        x = self.features(crops.transpose(1, 2))  # conv over time, mel bins (or stem bands) as channels
+        pooled = x.mean(dim=2)
+        if self.with_std:  # the population std: 0, not NaN, over a single frame
+            pooled = torch.cat([pooled, x.std(dim=2, correction=0)], dim=1)
+        return self.project(pooled)
 
 
 class UserNet(nn.Module):
@@ -233,7 +281,7 @@ def centre_outputs_(model: DCUE, crops: torch.Tensor) -> None:
 def keras_init_(module: nn.Module) -> None:
     """Keras' default initialisation, which the authors' learning rate was tuned with."""
     for m in module.modules():
-        if isinstance(m, nn.Conv1d):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")  # he_uniform
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

@@ -637,3 +637,26 @@ def test_bf16_autocast_and_compile_train_on_the_cpu(toy, tmp_path):
     out = tmp_path / "compiled.pt"
     invoke(toy_args(toy, out, "--epochs", "1", "--steps-per-epoch", "3", "--compile"))
     assert [r["step"] for r in read_log(tmp_path / "compiled.log.tsv")] == ["3"]
+
+
+def test_a_frequency_stem_and_statistics_pooling_train_and_embed(toy, tmp_path):
+    """--stem-channels (2-D convolutions before the Conv1D layers) and --pooling meanstd, under the
+    CPU's bfloat16 autocast too; a checkpoint from before them loads as the paper's network."""
+    import torch
+
+    from dcue_cli.io.embeddings import read_embeddings
+    from dcue_cli.model import ModelConfig
+
+    out = tmp_path / "stem.pt"
+    invoke(toy_args(toy, out, "--epochs", "2", "--stem-channels", "4,4", "--pooling", "meanstd", "--pool-sizes",
+                    "4,2,1", "--cpu-bf16", "--patience", "0"))
+    rows = read_log(tmp_path / "stem.log.tsv")
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"]) and float(rows[-1]["valid_auc"]) > 0.6
+    cfg = torch.load(out, weights_only=True)["model_config"]
+    assert (cfg["stem_channels"], cfg["pooling"]) == ([4, 4], "meanstd")
+    invoke(["embed", out, toy / "mels.h5", "-o", tmp_path / "stem.h5"])
+    assert read_embeddings(tmp_path / "stem.h5").item_vectors.shape[1] == 32
+    old = {k: v for k, v in ModelConfig(n_users=3).to_dict().items() if k not in ("pooling", "stem_channels")}
+    assert (ModelConfig.from_dict(old).pooling, ModelConfig.from_dict(old).stem_channels) == ("mean", ())
+    r = invoke(toy_args(toy, tmp_path / "bad.pt", "--stem-channels", "4,x"), expect=2)
+    assert "--stem-channels" in r.stderr

@@ -113,6 +113,13 @@ def _apply_preset(ctx, _param, name):
 @click.option("--conv-kernels", default="4,4,4,2,1", show_default=True, help="Kernel size of each Conv1D layer.")
 @click.option("--pool-sizes", default="4,4,4,2,1", show_default=True,
               help="Max-pool size after each Conv1D layer (1: none).")
+@click.option("--pooling", type=click.Choice(["mean", "meanstd"]), default="mean", show_default=True,
+              help="How the audio network pools its last features over time: mean (the paper's global average) "
+                   "or meanstd (mean and standard deviation: how much each feature varies within the crop).")
+@click.option("--stem-channels", default="", show_default=True,
+              help="A 2-D front end before the Conv1D layers: one 3x3 convolution per value (that many filters), "
+                   "each max-pooled by 2 over frequency, so a learned pattern holds at every pitch (e.g. 16,16; "
+                   "about 10x the cost per crop on a CPU, meant for a GPU). Empty: none, the paper's network.")
 @click.option("--embed-dim", type=click.IntRange(min=1), default=256, show_default=True,
               help="Size of the item and user vectors.")
 @click.option("--user-embed-dim", type=click.IntRange(min=1), default=300, show_default=True,
@@ -154,7 +161,7 @@ def _apply_preset(ctx, _param, name):
 def cli(ctx, mels, plays, splits, output, objective, target, artists, artist_dropout, artist_scale, margin, negatives, negative_sampling,
         shared_negatives, in_batch_negatives, listeners_per_song, temperature, weighting, batch_size, optimizer, lr, momentum,
         lr_decay, schedule, warmup_steps, plateau_factor, plateau_patience, curves, weight_decay, epochs, steps_per_epoch, patience,
-        conv_channels, conv_kernels, pool_sizes, embed_dim, user_embed_dim, user_hidden, crop_frames, batch_norm,
+        conv_channels, conv_kernels, pool_sizes, pooling, stem_channels, embed_dim, user_embed_dim, user_hidden, crop_frames, batch_norm,
         no_centre_init, device, cache, jobs, compile_, no_amp, cpu_amp, seed, resume, fresh, log_every, columns, header, skip_bad):
     """Train the deep content-user embedding model on MELS (from `dcue melspec`) and PLAYS.
 
@@ -210,7 +217,8 @@ def cli(ctx, mels, plays, splits, output, objective, target, artists, artist_dro
     model_overrides = {
         "conv_channels": layers[0], "conv_kernels": layers[1], "pool_sizes": layers[2], "embed_dim": embed_dim,
         "user_embed_dim": user_embed_dim, "user_hidden": positive_list(user_hidden, "--user-hidden"), "crop_frames": crop_frames,
-        "batch_norm": batch_norm, "artist_scale": artist_scale}
+        "batch_norm": batch_norm, "artist_scale": artist_scale, "pooling": pooling,
+        "stem_channels": positive_list(stem_channels, "--stem-channels", int, "16,16") if stem_channels else ()}
     if len({len(v) for v in layers}) != 1:
         raise click.UsageError("--conv-channels, --conv-kernels and --pool-sizes need one value per layer each.")
     workers = jobs if jobs is not None else 4

@@ -17,7 +17,7 @@ PAPER = {
     "schedule": "keras", "warmup_steps": 0, "weight_decay": 0.0, "plateau_factor": 1.0,
     "steps_per_epoch": 0, "epochs": 30,
     "conv_channels": (128, 256, 256, 256, 256), "conv_kernels": (4, 4, 4, 2, 1),
-    "pool_sizes": (4, 4, 4, 2, 1), "embed_dim": 256, "crop_frames": 130,
+    "pool_sizes": (4, 4, 4, 2, 1), "pooling": "mean", "stem_channels": (), "embed_dim": 256, "crop_frames": 130,
 }
 
 PRESETS = {"default": {}, "paper": PAPER}
