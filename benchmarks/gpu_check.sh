@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU path of dcue in one prepared run, for a machine with a CUDA GPU (about 10 minutes on
 # an H100/H200): the CUDA-only tests, `train` against its compute ceiling (fp32, bf16,
-# bf16 + torch.compile, the paper's batch of 10, song-grouped batches), `embed` and
+# bf16 + torch.compile, the paper's batch of 10, song-grouped batches, the 2-D front end), `embed` and
 # `melspec --device cuda` timed, and the GPU mel checked against the CPU one. The log goes to
 # $OUT/gpu_check.log (default ./gpu-check/); copy its figures into benchmarks/RESULTS.md.
 #
@@ -53,6 +53,8 @@ step "train, the paper's batch of 10 and 21 crops a pair" "${bench[@]}" --batch-
   --no-in-batch-negatives
 step "train bf16, song-grouped batch 2048 x 32 listeners" "${bench[@]}" --batch-size 2048 --listeners-per-song 32 \
   --bf16
+step "train bf16, song-grouped batch 2048 x 32 listeners, the 2-D front end (--stem-channels 16,16)" "${bench[@]}" \
+  --batch-size 2048 --listeners-per-song 32 --bf16 --stem-channels 16,16
 
 model=$WORKDIR/bench-model.pt
 mels=$(ls "$WORKDIR"/mels-*.h5 2>/dev/null | head -1)

@@ -37,6 +37,10 @@ def main():
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     p.add_argument("--crop-frames", type=int, default=130)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=2e-3, help="AdamW's peak rate (one-cycle schedule)")
+    p.add_argument("--stem-channels", default="", help="the 2-D front end of `dcue train --stem-channels`, e.g. 16,16")
+    p.add_argument("--pooling", choices=["mean", "meanstd"], default="mean", help="as `dcue train --pooling`")
+    p.add_argument("--pool-sizes", default="4,4,4,2,1", help="as `dcue train --pool-sizes`")
     args = p.parse_args()
 
     import torch
@@ -69,11 +73,14 @@ def main():
         idx = torch.from_numpy((offsets[items] + starts)[:, None] + np.arange(crop)[None])
         return frames[idx]
 
-    net = AudioNet(ModelConfig(n_mels=frames.shape[1], crop_frames=crop, embed_dim=y.shape[1]))
+    sizes = lambda text: tuple(int(v) for v in text.split(",") if v)
+    net = AudioNet(ModelConfig(n_mels=frames.shape[1], crop_frames=crop, embed_dim=y.shape[1],
+                               stem_channels=sizes(args.stem_channels), pooling=args.pooling,
+                               pool_sizes=sizes(args.pool_sizes)))
     keras_init_(net)
     if args.optimizer == "adamw":
         opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=args.steps, pct_start=0.1)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.steps, pct_start=0.1)
     else:
         opt = torch.optim.SGD(net.parameters(), 0.05, momentum=0.9, nesterov=True)
         sched = None

@@ -124,7 +124,7 @@ def ceiling(cfg_model, train_cfg, device, steps, warmup):
     return steps * n_crops / (time.perf_counter() - t)
 
 
-def loop(mels, plays, workdir, train_cfg, device_spec, steps):
+def loop(mels, plays, workdir, train_cfg, device_spec, steps, model_overrides=None):
     """The real Trainer.run: two epochs of `steps`, the second timed (from its log row)."""
     from dcue_cli import log
     from dcue_cli.train.loop import Trainer
@@ -133,7 +133,7 @@ def loop(mels, plays, workdir, train_cfg, device_spec, steps):
     splits = {i: "train" for i in plays.item_ids}  # no validation: the steps alone are timed
     out = os.path.join(workdir, "bench-model.pt")
     train_cfg.epochs, train_cfg.steps_per_epoch, train_cfg.patience = 2, steps, 0
-    trainer = Trainer(mels, plays, splits, out, train_cfg, {}, device=device_spec)
+    trainer = Trainer(mels, plays, splits, out, train_cfg, model_overrides or {}, device=device_spec)
     trainer.run()
     trainer.close()
     with open(os.path.join(workdir, "bench-model.log.tsv"), encoding="utf-8") as f:
@@ -159,6 +159,7 @@ def main():
     p.add_argument("--compile", action="store_true")
     p.add_argument("--cache", default="auto")
     p.add_argument("--steps", type=int, default=20, help="timed steps (after as many warm-up steps)")
+    p.add_argument("--stem-channels", default="", help="the 2-D front end (dcue train --stem-channels), e.g. 16,16")
     args = p.parse_args()
 
     import torch
@@ -178,17 +179,19 @@ def main():
                       shared_negatives=not args.per_user_negatives, in_batch_negatives=not args.no_in_batch_negatives,
                       listeners_per_song=args.listeners_per_song,
                       amp=args.bf16, compile=args.compile, cache=args.cache)
-    model_cfg = ModelConfig(n_users=len(plays.user_ids))
+    stem = {"stem_channels": tuple(int(c) for c in args.stem_channels.split(",") if c)}
+    model_cfg = ModelConfig(n_users=len(plays.user_ids), **stem)
     warm = max(3, args.steps // 4)
 
     ceil_before = ceiling(model_cfg, cfg, device, args.steps, warm)
-    real, cache_mode, dev = loop(mels, plays, args.workdir, cfg, args.device, args.steps)
+    real, cache_mode, dev = loop(mels, plays, args.workdir, cfg, args.device, args.steps, stem)
     ceil_after = ceiling(model_cfg, cfg, device, args.steps, warm)
     ceil = (ceil_before + ceil_after) / 2
 
     precision = ("bf16" if args.bf16 and device.type == "cuda" else "fp32") + ("+compile" if args.compile else "")
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    ref = REFERENCE.get((device.type, args.batch_size if device.type == "cuda" else None, precision))
+    ref = None if args.stem_channels else REFERENCE.get(
+        (device.type, args.batch_size if device.type == "cuda" else None, precision))
     songs = -(-args.batch_size // args.listeners_per_song)
     crops_per_pair = (songs + args.negatives) / args.batch_size if cfg.shared_negatives else 1 + args.negatives
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -198,7 +201,8 @@ def main():
           f"{'a shared pool of' if cfg.shared_negatives else 'per pair'} {args.negatives} negatives"
           f"{' + in-batch' if cfg.in_batch_negatives else ''}"
           f"{f', {args.listeners_per_song} listeners a song' if args.listeners_per_song > 1 else ''} "
-          f"({crops_per_pair:.2f} crops/pair), {precision}; load average {load:.2f}")
+          f"({crops_per_pair:.2f} crops/pair), {precision}"
+          f"{f', 2-D front end {args.stem_channels}' if args.stem_channels else ''}; load average {load:.2f}")
     print(f"{'figure':<34}{'crops/s':>12}{'reference':>14}{'ratio':>8}")
     print(f"{'compute-only ceiling (same run)':<34}{ceil:>12,.0f}{'':>14}{'':>8}")
     print(f"{'  ceiling before / after':<34}{ceil_before:>12,.0f}{ceil_after:>14,.0f}{'':>8}")
