@@ -61,7 +61,7 @@ def check_config(cfg) -> None:
 
 
 def fit_twotower(plays, cfg, model_cfg, *, device="auto", stop=None, show_progress=True):
-    """Train the index towers on `plays`; (user vectors (U, d), item vectors (I, d), info).
+    """Train the index towers on `plays`: (user ids, user vectors (U, d), item ids, item vectors (I, d), info).
 
     `cfg` is a `TrainConfig` (its ranking settings, optimiser and schedule), `model_cfg` a
     `ModelConfig` (embed_dim, user_embed_dim, user_hidden and user_init_std are used; n_users is
@@ -73,10 +73,7 @@ def fit_twotower(plays, cfg, model_cfg, *, device="auto", stop=None, show_progre
 
     from dcue_cli.model import IndexTowers, all_user_vectors
     from dcue_cli.runtime import check_network_memory, torch_device
-    from dcue_cli.train.objectives import ranking_loss, refuse_divergence
     from dcue_cli.train.sampling import PairSampler
-    from dcue_cli.train.schedule import learning_rate
-    from dcue_cli.train.setup import optimizer
 
     check_config(cfg)
     data = index_training_data(plays)
@@ -92,13 +89,29 @@ def fit_twotower(plays, cfg, model_cfg, *, device="auto", stop=None, show_progre
                           shared_negatives=cfg.shared_negatives, in_batch=cfg.in_batch_negatives,
                           sampling=cfg.negative_sampling, weighting=cfg.weighting, device=dev,
                           listeners_per_song=cfg.listeners_per_song)
-    opt = optimizer(model, cfg)
     steps_per_epoch = cfg.steps_per_epoch or sampler.steps_per_epoch()
-    total = cfg.epochs * steps_per_epoch
     log.info("index model: %s users x %s songs, %s plays; %s parameters; %d x %d steps of %d pairs on %s",
              f"{data.n_users:,}", f"{n_items:,}", f"{len(data.pair_users):,}",
              f"{sum(p.numel() for p in model.parameters()):,}", cfg.epochs, steps_per_epoch, cfg.batch_size, dev)
-    start, loss_sum, n_loss, last_loss = time.perf_counter(), 0.0, 0, float("nan")
+    start = time.perf_counter()
+    last_loss = train_steps(model, sampler, cfg, steps_per_epoch, stop=stop, show_progress=show_progress)
+    model.eval()
+    user_vectors = all_user_vectors(model.user, data.n_users, dev).cpu().numpy()
+    item_vectors = all_user_vectors(model.item, n_items, dev).cpu().numpy()
+    info = {"steps": cfg.epochs * steps_per_epoch, "final_loss": last_loss, "seconds": time.perf_counter() - start,
+            "device": str(dev)}
+    return data.user_ids, user_vectors, data.mel_ids, item_vectors, info
+
+
+def train_steps(model, sampler, cfg, steps_per_epoch: int, *, stop=None, show_progress=True) -> float:
+    """`cfg.epochs` x `steps_per_epoch` optimiser steps; the last epoch's mean loss."""
+    from dcue_cli.train.objectives import ranking_loss, refuse_divergence
+    from dcue_cli.train.schedule import learning_rate
+    from dcue_cli.train.setup import optimizer
+
+    opt = optimizer(model, cfg)
+    total = cfg.epochs * steps_per_epoch
+    loss_sum, n_loss, last_loss = 0.0, 0, float("nan")
     bar = log.progress(total=total, desc="index model", unit=" steps", disable=not show_progress)
     for step in range(total):
         epoch, in_epoch = divmod(step, steps_per_epoch)
@@ -119,11 +132,7 @@ def fit_twotower(plays, cfg, model_cfg, *, device="auto", stop=None, show_progre
         if stop is not None:
             stop.check()
     bar.close()
-    model.eval()
-    user_vectors = all_user_vectors(model.user, data.n_users, dev).cpu().numpy()
-    item_vectors = all_user_vectors(model.item, n_items, dev).cpu().numpy()
-    info = {"steps": total, "final_loss": last_loss, "seconds": time.perf_counter() - start, "device": str(dev)}
-    return data.user_ids, user_vectors, data.mel_ids, item_vectors, info
+    return last_loss
 
 
 def run_twotower(plays_path, output, cfg, model_cfg, *, splits=None, fit_on=None, device="auto",
