@@ -82,5 +82,26 @@ def plays_input_options(func):
     return func
 
 
+def fit_on_options(all_help: str):
+    """--splits and --fit-on of a model that knows songs by their plays (wmf, twotower): which songs
+    to fit. `all_help` says what --fit-on all gives for this model. Check them with `check_fit_on`."""
+    def decorate(func):
+        func = click.option("--fit-on", type=click.Choice(["all", "train"]), default=None,
+                            help=f"With --splits: 'all' fits every song ({all_help}); 'train' only the train "
+                                 "songs.")(func)
+        return click.option("--splits", type=click.Path(dir_okay=False),
+                            help="Song splits (item_id<TAB>train|valid|test) from `dcue subset`; needs "
+                                 "--fit-on.")(func)
+    return decorate
+
+
+def check_fit_on(splits, fit_on, all_means: str) -> None:
+    """Usage errors for --splits without --fit-on and the reverse; `all_means` says what 'all' is."""
+    if splits and not fit_on:
+        raise click.UsageError(f"--splits needs --fit-on: 'all' ({all_means}) or 'train' (only the train songs).")
+    if fit_on and not splits:
+        raise click.UsageError("--fit-on needs --splits (without it every item of PLAYS is fitted).")
+
+
 def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")(func)

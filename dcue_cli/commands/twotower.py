@@ -4,8 +4,10 @@ import click
 
 from dcue_cli import log
 from dcue_cli.options import (
+    check_fit_on,
     device_option,
     finite,
+    fit_on_options,
     output_option,
     plays_input_options,
     positive_list,
@@ -15,11 +17,7 @@ from dcue_cli.options import (
 
 @click.command("twotower")
 @click.argument("plays", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--splits", type=click.Path(dir_okay=False),
-              help="Song splits (item_id<TAB>train|valid|test) from `dcue subset`; needs --fit-on.")
-@click.option("--fit-on", type=click.Choice(["all", "train"]), default=None,
-              help="With --splits: 'all' fits every song (the paper's row, scored like `wmf --fit-on all`: it has "
-                   "seen the test songs' plays); 'train' only the train songs.")
+@fit_on_options("the paper's row, scored like `wmf --fit-on all`: it has seen the test songs' plays")
 @output_option("Embeddings HDF5 to write (users and items; similarity cosine).")
 @click.option("--objective", type=click.Choice(["hinge", "softmax"]), default="hinge", show_default=True,
               help="hinge: the paper's max-margin loss; softmax: sampled softmax at --temperature.")
@@ -73,11 +71,7 @@ def cli(ctx, plays, splits, fit_on, output, objective, margin, temperature, nega
     from dcue_cli.train.config import TrainConfig
     from dcue_cli.twotower import run_twotower
 
-    if splits and not fit_on:
-        raise click.UsageError("--splits needs --fit-on: 'all' (the paper's row: every song, like `wmf --fit-on "
-                               "all`) or 'train' (only the train songs).")
-    if fit_on and not splits:
-        raise click.UsageError("--fit-on needs --splits (without it every item of PLAYS is fitted).")
+    check_fit_on(splits, fit_on, "the paper's row: every song, like `wmf --fit-on all`")
     cfg = TrainConfig(objective=objective, margin=margin, temperature=temperature, negatives=negatives,
                       batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
                       epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed)

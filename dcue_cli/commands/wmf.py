@@ -4,8 +4,10 @@ import click
 
 from dcue_cli import log
 from dcue_cli.options import (
+    check_fit_on,
     device_option,
     finite,
+    fit_on_options,
     output_option,
     plays_input_options,
     seed_option,
@@ -14,11 +16,7 @@ from dcue_cli.options import (
 
 @click.command("wmf")
 @click.argument("plays", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--splits", type=click.Path(dir_okay=False),
-              help="Song splits (item_id<TAB>train|valid|test) from `dcue subset`; needs --fit-on.")
-@click.option("--fit-on", type=click.Choice(["all", "train"]), default=None,
-              help="With --splits: 'all' fits every song (the paper's WMF row: an upper bound, not a "
-                   "cold-start method); 'train' only the train songs (for WMF+Regression).")
+@fit_on_options("the paper's WMF row: an upper bound, not a cold-start method")
 @output_option("Embeddings HDF5 to write (users and items; similarity dot).")
 @click.option("--factors", type=click.IntRange(min=1), default=100, show_default=True,
               help="Latent dimensions.")
@@ -57,11 +55,7 @@ def cli(plays, splits, fit_on, output, factors, regularization, iterations, alph
     from dcue_cli.io.rows import parse_columns, parse_header_option
     from dcue_cli.wmf import WmfConfig, run_wmf
 
-    if splits and not fit_on:
-        raise click.UsageError("--splits needs --fit-on: 'all' (the paper's WMF row, fitted on every song: an "
-                               "upper bound) or 'train' (only the train songs, for WMF+Regression).")
-    if fit_on and not splits:
-        raise click.UsageError("--fit-on needs --splits (without it every item of PLAYS is fitted).")
+    check_fit_on(splits, fit_on, "the paper's WMF row, fitted on every song: an upper bound")
     config = WmfConfig(factors, regularization, iterations, alpha, confidence, epsilon, seed, threads, device)
     run = run_wmf(plays, output, config, splits=splits, fit_on=fit_on, columns=parse_columns(columns, 3),
                   header=parse_header_option(header), skip_bad=skip_bad)
