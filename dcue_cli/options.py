@@ -47,6 +47,27 @@ def positive_list(text, name: str, cast=int, example: str = "128,256,256") -> tu
     return values
 
 
+def positive_int_ranges(text, name: str, example: str = "2-16,24,32") -> tuple:
+    """'2-16,24,32' -> (2, 3, ..., 16, 24, 32): positive integers and inclusive ranges, else click's usage error."""
+    values = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        low, sep, high = part.partition("-")
+        try:
+            a, b = int(low), int(high) if sep else int(low)
+        except ValueError:
+            raise click.BadParameter(f"{text!r}: expected comma-separated integers or ranges, e.g. {example}",
+                                     param_hint=name) from None
+        if a < 1 or b < a:
+            raise click.BadParameter(f"{part!r}: expected a positive integer or a range low-high with low <= high",
+                                     param_hint=name)
+        values.extend(range(a, b + 1))
+    if not values:
+        raise click.BadParameter(f"{text!r}: expected positive integers, e.g. {example}", param_hint=name)
+    return tuple(sorted(set(values)))
+
+
 def output_option(help_text="Output file (written atomically).", required=True, **kwargs):
     """-o of a binary output (HDF5, a checkpoint): a file name, never '-' (it wrote a file named '-')."""
     return click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=required,

@@ -7,8 +7,9 @@ k principal directions (fitted on the training songs), and each user's taste is 
 L2-regularised logistic regression of played (1) or not (0) over all training songs on
 those k coordinates (intercept unpenalised): the reachable ceiling's own user model
 (benchmarks/reachable_ceiling.py), run on what the item tower hears instead of the true
-styles. k and the strength C are chosen by the mean cold-start AUC on the validation songs,
-so the test songs are never looked at.
+styles. k (every value from 2 to 16, then 24 and 32, in increasing order until three in a
+row bring no better AUC) is chosen by the mean cold-start AUC on the validation songs at the
+middle strength C, then C at that k, so the test songs are never looked at.
 
 The output holds every item (cold ones included) in the k coordinates and every user with
 training plays (also users the model never saw), similarity dot; a user's intercept is left
@@ -23,8 +24,12 @@ import numpy as np
 
 from dcue_cli.errors import DcueError
 
-DIMS = (4, 8, 16)
+# every k from 2 to 16, then coarser: the best k is sharp (on the demo set 7, the style's hearable
+# dimensions: 0.805 on the valid songs against 0.792 at 6 and 0.800 at 8) and differs by set
+DIMS = tuple(range(2, 17)) + (24, 32)
 STRENGTHS = (0.3, 1.0, 3.0)
+# the search over k (in increasing order) stops after this many values without a better valid AUC
+K_PATIENCE = 3
 
 
 @dataclass
@@ -43,8 +48,13 @@ class Basis:
             x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         return (x - self.mean) @ self.axes.T / self.scale
 
+    def first(self, k: int) -> "Basis":
+        """The top k of these directions (the coordinates of a basis are its first columns)."""
+        return Basis(self.mean, self.axes[:k], self.scale[:k], self.unit_rows)
+
 
 def principal_basis(train_vectors: np.ndarray, k: int, unit_rows: bool) -> Basis:
+    """The top k principal directions of the training songs' vectors (fewer where their rank is lower)."""
     x = np.asarray(train_vectors, np.float64)
     if unit_rows:
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -116,26 +126,47 @@ class Refit:
 
 def choose_and_fit(vectors: np.ndarray, split: np.ndarray, played: np.ndarray, *, unit_rows: bool,
                    dims=DIMS, strengths=STRENGTHS) -> Refit:
-    """Every (k, C) of the grid fitted on the training songs, judged on the valid songs."""
+    """k chosen on the valid songs at the middle strength (in increasing order, until K_PATIENCE
+    values in a row bring no better AUC), then C at that k: a search along each axis, not the
+    grid, since k needs a fine grid and C hardly matters (all within 0.001 on the demo set).
+    One SVD and one projection serve every k."""
     from dcue_cli.evaluate.metrics import mean_auc
 
     train, valid = split == "train", split == "valid"
     if not train.any():
         raise DcueError("no item of the embeddings is a training song of the splits: there is nothing to fit "
                         "users on (give the splits the model was trained with).")
-    if not valid.any():  # nothing to choose on: the middle of the grid
-        dims, strengths = (sorted(dims)[len(dims) // 2],), (sorted(strengths)[len(strengths) // 2],)
-    scores, best, best_auc = {}, None, -np.inf
-    for k in sorted(set(dims)):
-        basis = principal_basis(vectors[train], k, unit_rows)
-        z = basis.project(vectors)
-        for c in strengths:
-            tastes = fit_users(z[train], played[:, train], c)
-            auc = (mean_auc(tastes.astype(np.float32), z[valid].astype(np.float32), "dot", played[:, valid])
-                   if valid.any() else float("nan"))
-            scores[(basis.axes.shape[0], c)] = auc
-            if best is None or auc > best_auc:
-                best, best_auc = Refit(basis, tastes, basis.axes.shape[0], c, scores), auc
+    middle = lambda values: sorted(values)[len(values) // 2]
+    if not valid.any():  # nothing to choose on: the middle of each grid
+        dims, strengths = (middle(dims),), (middle(strengths),)
+    full = principal_basis(vectors[train], max(dims), unit_rows)
+    z_full = full.project(vectors)
+    scores = {}
+
+    def trial(k: int, c: float) -> Refit:
+        z = z_full[:, :k]
+        tastes = fit_users(z[train], played[:, train], c)
+        auc = (mean_auc(tastes.astype(np.float32), z[valid].astype(np.float32), "dot", played[:, valid])
+               if valid.any() else float("nan"))
+        scores[(k, c)] = auc
+        return Refit(full.first(k), tastes, k, c, scores)
+
+    def better(a: Refit, b: Refit) -> bool:
+        sa, sb = scores[(a.dims, a.strength)], scores[(b.dims, b.strength)]
+        return sa > sb or (np.isnan(sb) and not np.isnan(sa))
+
+    best, since_best = None, 0
+    for k in sorted({min(k, full.axes.shape[0]) for k in dims}):
+        fit = trial(k, middle(strengths))
+        if best is None or better(fit, best):
+            best, since_best = fit, 0
+        else:
+            since_best += 1
+            if since_best >= K_PATIENCE:  # past the peak: larger k only cost more (and fit worse)
+                break
+    for c in sorted(set(strengths) - {middle(strengths)}):
+        fit = trial(best.dims, c)
+        best = fit if better(fit, best) else best
     return best
 
 

@@ -43,13 +43,33 @@ def test_refit_users_rank_their_style_first_and_new_users_get_vectors(styled, tm
     assert "valid AUC by (k, C)" in r.stderr and r.stdout == ""
     emb = read_embeddings(out, need_users=True)
     assert emb.similarity == "dot" and emb.source == "dcue+refit" and len(emb.item_ids) == 100
-    assert emb.attrs["refit_dims"] in (4, 8, 16) and emb.attrs["refit_C"] in (0.3, 1.0, 3.0)
+    assert 2 <= emb.attrs["refit_dims"] <= 16 and emb.attrs["refit_C"] in (0.3, 1.0, 3.0)  # 16-d vectors
     assert len(emb.user_ids) == 80  # every user with a training play, the five new ones too
     test = np.flatnonzero(split == "test")
     scores = emb.user_vectors @ emb.item_vectors[test].T
     u = [int(x[1:]) for x in emb.user_ids]
     hits = np.mean([style[test][np.argmax(scores[k])] == taste[u[k]] for k in range(len(u))])
     assert hits > 0.9, hits  # each user's best cold song is of their style
+
+
+def test_refit_chooses_k_at_the_middle_strength_then_c_at_that_k(styled, tmp_path):
+    import re
+
+    from dcue_cli.io.embeddings import read_embeddings
+
+    d, *_ = styled
+    out = tmp_path / "refit.h5"
+    r = invoke(["refit", d / "model.h5", d / "plays.tsv", "--splits", d / "splits.tsv", "-o", out,
+                "--dims", "2-4,6", "--strengths", "3,0.3,1"])
+    tried = {(int(k), float(c)): float(a) for k, c, a in re.findall(r"k (\d+) C ([\d.]+): ([\d.]+)", r.stderr)}
+    at_middle = {k: a for (k, c), a in tried.items() if c == 1.0}
+    assert sorted(at_middle) == [2, 3, 4, 6]
+    best_k = max(at_middle, key=at_middle.get)
+    assert sorted(tried) == sorted([(k, 1.0) for k in at_middle] + [(best_k, 0.3), (best_k, 3.0)])
+    emb = read_embeddings(out, need_users=True)
+    chosen = (emb.attrs["refit_dims"], emb.attrs["refit_C"])
+    assert chosen[0] == best_k and tried[chosen] == max(tried[(best_k, c)] for c in (0.3, 1.0, 3.0))
+    assert emb.item_vectors.shape[1] == best_k
 
 
 def test_refit_scores_through_score(styled, tmp_path):
@@ -73,8 +93,9 @@ def test_refit_bad_inputs(styled, tmp_path):
     r = invoke([*base, "-o", tmp_path / "model.pt"], expect=1)
     assert "is not an embeddings file" in error_line(r)
     assert (tmp_path / "model.pt").read_bytes() == b"a checkpoint, say"
-    r = invoke([*base, "-o", tmp_path / "x.h5", "--dims", "a,b"], expect=2)
-    assert "--dims" in r.stderr
+    for dims in ("a,b", "5-3", "0-4", ","):
+        r = invoke([*base, "-o", tmp_path / "x.h5", "--dims", dims], expect=2)
+        assert "--dims" in r.stderr, dims
     r = invoke([*base, "-o", tmp_path / "x.h5", "--strengths", "0"], expect=2)
     assert "--strengths" in r.stderr
     (tmp_path / "all_test.tsv").write_text((d / "splits.tsv").read_text().replace("train", "test"))

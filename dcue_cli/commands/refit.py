@@ -3,7 +3,12 @@
 import click
 
 from dcue_cli import log
-from dcue_cli.options import output_option, plays_input_options, positive_list
+from dcue_cli.options import (
+    output_option,
+    plays_input_options,
+    positive_int_ranges,
+    positive_list,
+)
 
 
 @click.command("refit")
@@ -13,10 +18,11 @@ from dcue_cli.options import output_option, plays_input_options, positive_list
               help="The song splits the model was trained with: users are fitted on the train songs, "
                    "k and C chosen on the valid songs, the test songs never looked at.")
 @output_option("The refitted embeddings HDF5 (similarity dot), written atomically.")
-@click.option("--dims", default="4,8,16", show_default=True,
-              help="Principal directions of the item vectors to try (comma-separated).")
+@click.option("--dims", default="2-16,24,32", show_default=True,
+              help="Numbers k of principal directions of the item vectors to try (comma-separated integers "
+                   "and low-high ranges).")
 @click.option("--strengths", default="0.3,1,3", show_default=True,
-              help="Inverse L2 strengths C of the users' logistic regressions to try.")
+              help="Inverse L2 strengths C of the users' logistic regressions to try (at the chosen k).")
 @plays_input_options
 def cli(embeddings, plays, splits, output, dims, strengths, columns, header, skip_bad):
     """Fit every user's vector again on the fixed item vectors of EMBEDDINGS, from PLAYS.
@@ -24,10 +30,10 @@ def cli(embeddings, plays, splits, output, dims, strengths, columns, header, ski
     The item vectors (a cosine model's unit-normalised) are reduced to their top k principal
     directions over the training songs; each user's taste is then an L2 logistic regression of
     played or not over all training songs on those coordinates, the reachable ceiling's user
-    model (benchmarks/reachable_ceiling.py). k and C are chosen by the cold-start AUC on the
-    valid songs. Every item keeps a vector (cold songs too); every user with a training play
-    gets one, also a user the model never saw. On the demo set this raised DCUE's cold-start
-    AUC on the test songs (docs/results.md). Works on any embeddings file (dcue, wmf-regression).
+    model (benchmarks/reachable_ceiling.py). k is chosen by the cold-start AUC on the valid
+    songs at the middle C, then C at that k. Every item keeps a vector (cold songs too); every
+    user with a training play gets one, also a user the model never saw. On the demo set this
+    raised DCUE's cold-start AUC on the test songs (docs/results.md). Works on any embeddings file (dcue, wmf-regression).
 
     \b
     Example:
@@ -37,7 +43,7 @@ def cli(embeddings, plays, splits, output, dims, strengths, columns, header, ski
     from dcue_cli.io.rows import parse_columns, parse_header_option
     from dcue_cli.refit import run_refit
 
-    r = run_refit(embeddings, plays, splits, output, dims=positive_list(dims, "--dims", int, "4,8,16"),
+    r = run_refit(embeddings, plays, splits, output, dims=positive_int_ranges(dims, "--dims"),
                   strengths=positive_list(strengths, "--strengths", float, "0.3,1,3"), show_progress=not log.is_quiet(),
                   columns=parse_columns(columns, 3), header=parse_header_option(header), skip_bad=skip_bad)
     tried = ", ".join(f"k {k} C {c:g}: {a:.4f}" for (k, c), a in r.valid_auc.items())
