@@ -68,9 +68,11 @@ def principal_basis(train_vectors: np.ndarray, k: int, unit_rows: bool) -> Basis
     return Basis(mean, axes, scale, unit_rows)
 
 
-def fit_users(z: np.ndarray, played: np.ndarray, strength: float, steps: int = 10, block: int = 512) -> np.ndarray:
+def fit_users(z: np.ndarray, played: np.ndarray, strength: float, steps: int = 30, block: int = 512) -> np.ndarray:
     """(users, k) tastes: per user, argmin Σ_i logloss(y_ui, w·z_i + b) + |w|² / (2 C) over the
-    training songs `z` (n, k); `played` (users, n) bool. Newton steps, a block of users at once."""
+    training songs `z` (n, k); `played` (users, n) bool. Newton steps for a block of users at
+    once, each step halved until the user's objective falls (a full Newton step can overshoot a
+    heavy user's taste to many times its size), until every step is negligible."""
     n, k = z.shape
     z1 = np.hstack([z, np.ones((n, 1))])
     penalty = np.full(k + 1, 1.0 / strength)
@@ -81,14 +83,41 @@ def fit_users(z: np.ndarray, played: np.ndarray, strength: float, steps: int = 1
         w = np.zeros((len(y), k + 1))
         rate = np.clip(y.mean(axis=1), 1e-6, 1 - 1e-6)
         w[:, -1] = np.log(rate / (1 - rate))  # start at each user's base rate
+        loss = _objectives(w, z1, y, penalty)
         for _ in range(steps):
-            p = 1.0 / (1.0 + np.exp(-np.clip(w @ z1.T, -30, 30)))
+            logits = w @ z1.T
+            p = 1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))
             grad = (p - y) @ z1 + w * penalty
             hess = _hessians(p, z1)
             hess[:, np.arange(k + 1), np.arange(k + 1)] += penalty
-            w -= np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
+            step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
+            w, loss = _damped(w, step, loss, z1, y, penalty)
+            if np.abs(step).max() < 1e-8:
+                break
         out[a:a + len(y)] = w[:, :k]
     return out
+
+
+def _objectives(w: np.ndarray, z1: np.ndarray, y: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """Each user's penalised log loss (its row of `w`)."""
+    logits = w @ z1.T
+    return (np.logaddexp(0.0, logits) - y * logits).sum(axis=1) + 0.5 * (w * w * penalty).sum(axis=1)
+
+
+def _damped(w, step, loss, z1, y, penalty, halvings: int = 30):
+    """(w − t·step, its objectives) with t = 1, 1/2, 1/4, ... per user, the first that does not
+    raise the user's objective (t = 0 if none does: the user is at its optimum to float precision)."""
+    w, loss = w.copy(), loss.copy()
+    pending, t = np.arange(len(w)), 1.0
+    for _ in range(halvings):
+        cand = w[pending] - t * step[pending]
+        cand_loss = _objectives(cand, z1, y[pending], penalty)
+        ok = cand_loss <= loss[pending] + 1e-12 * np.abs(loss[pending])
+        w[pending[ok]], loss[pending[ok]] = cand[ok], cand_loss[ok]
+        pending, t = pending[~ok], t / 2
+        if not len(pending):
+            break
+    return w, loss
 
 
 def _hessians(p: np.ndarray, z1: np.ndarray) -> np.ndarray:
