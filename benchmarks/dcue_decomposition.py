@@ -8,7 +8,11 @@ tower of a trained model can be judged alone:
     tastes: how much style the audio network extracts;
   - true style x users decoded: the same from the user vectors to the true tastes (fitted on one
     half of the users, applied to the other, both ways), scored with the TRUE styles;
-  - both decoded: the two together; and DCUE's own cosine.
+  - both decoded: the two together; and DCUE's own cosine;
+  - items decoded, users fitted: the decoded styles with every user fitted to their training
+    plays (the reachable ceiling's user model): the most a linear user side could make of what
+    the item tower hears, the headroom over `dcue refit` (which must find the subspace without
+    the truth).
 Against the content ceiling (true style x true taste) and the popularity oracle. The decoding
 uses the generator's truth, so these rows are diagnostics, never methods.
 
@@ -112,6 +116,16 @@ def hearing_rows(truth, plays, splits, r2_values, seed=0):
     return out
 
 
+def decoded_items_fitted_users(truth, plays, splits, items, style_hat):
+    """(name, items, decoded styles, users, tastes fitted to the plays on those styles)."""
+    all_items, _, split, users, played = played_matrix(truth, plays, splits)
+    at = {item: k for k, item in enumerate(items)}
+    keep = np.array([i in at for i in all_items])
+    heard = style_hat[[at[i] for i in all_items[keep]]]
+    tastes = users_fitted_to_plays(heard, split[keep] == "train", played[:, keep])
+    return ("items decoded, users fitted", all_items[keep], heard, users, tastes)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("truth")
@@ -134,9 +148,11 @@ def main():
     rows = [("items decoded x true tastes", items, style_hat, users, taste),
             ("true style x users decoded", items, style, users, taste_hat),
             ("both decoded", items, style_hat, users, taste_hat)]
+    plays = read_plays(args.plays)
+    rows.append(decoded_items_fitted_users(truth, plays, splits, items, style_hat))
     r2_values = [float(v) for v in args.hearing.split(",") if v.strip()]
     if r2_values:
-        rows += hearing_rows(truth, read_plays(args.plays), splits, r2_values)
+        rows += hearing_rows(truth, plays, splits, r2_values)
     os.makedirs(args.workdir, exist_ok=True)
     files = []
     for name, row_items, iv, row_users, uv in rows:
