@@ -15,7 +15,8 @@ SEED=${SEED:-0}
 # Training budgets, a few minutes each on 2 CPU cores. DCUE trains with `dcue train`'s defaults:
 # song-grouped batches (32 listeners share each song's crop: the audio network, the whole cost,
 # sees 2048 pairs through 84 crops a step), AdamW with a cosine schedule, 12 x 100 steps; on a GPU
-# raise --epochs and --steps-per-epoch. The paper's own recipe (--preset paper: batches of 10
+# add --stem-channels 16,16, and raise --epochs and --steps-per-epoch only with more songs (twice the
+# steps overfit these 700: docs/results.md). The paper's own recipe (--preset paper: batches of 10
 # pairs, 20 negatives each, SGD) gets a budget of about as many crops through the network.
 TRAIN_ARGS=${TRAIN_ARGS:-}
 PAPER_ARGS=${PAPER_ARGS:---epochs 3 --steps-per-epoch 100}
