@@ -83,41 +83,43 @@ def fit_users(z: np.ndarray, played: np.ndarray, strength: float, steps: int = 3
         w = np.zeros((len(y), k + 1))
         rate = np.clip(y.mean(axis=1), 1e-6, 1 - 1e-6)
         w[:, -1] = np.log(rate / (1 - rate))  # start at each user's base rate
-        loss = _objectives(w, z1, y, penalty)
+        logits = w @ z1.T
+        loss = _objectives(w, logits, y, penalty)
         for _ in range(steps):
-            logits = w @ z1.T
             p = 1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))
             grad = (p - y) @ z1 + w * penalty
             hess = _hessians(p, z1)
             hess[:, np.arange(k + 1), np.arange(k + 1)] += penalty
             step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
-            w, loss = _damped(w, step, loss, z1, y, penalty)
+            w, logits, loss = _damped(w, logits, step, loss, z1, y, penalty)
             if np.abs(step).max() < 1e-8:
                 break
         out[a:a + len(y)] = w[:, :k]
     return out
 
 
-def _objectives(w: np.ndarray, z1: np.ndarray, y: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-    """Each user's penalised log loss (its row of `w`)."""
-    logits = w @ z1.T
+def _objectives(w: np.ndarray, logits: np.ndarray, y: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """Each user's penalised log loss (its row of `w`, whose scores of the songs are `logits`)."""
     return (np.logaddexp(0.0, logits) - y * logits).sum(axis=1) + 0.5 * (w * w * penalty).sum(axis=1)
 
 
-def _damped(w, step, loss, z1, y, penalty, halvings: int = 30):
-    """(w − t·step, its objectives) with t = 1, 1/2, 1/4, ... per user, the first that does not
-    raise the user's objective (t = 0 if none does: the user is at its optimum to float precision)."""
-    w, loss = w.copy(), loss.copy()
+def _damped(w, logits, step, loss, z1, y, penalty, halvings: int = 30):
+    """(w − t·step, its logits, its objectives) with t = 1, 1/2, 1/4, ... per user, the first
+    that does not raise the user's objective (t = 0 if none does: the user is at its optimum to
+    float precision). The logits come back so that the next Newton step need not redo them."""
+    w, logits, loss = w.copy(), logits.copy(), loss.copy()
     pending, t = np.arange(len(w)), 1.0
     for _ in range(halvings):
         cand = w[pending] - t * step[pending]
-        cand_loss = _objectives(cand, z1, y[pending], penalty)
+        cand_logits = cand @ z1.T
+        cand_loss = _objectives(cand, cand_logits, y[pending], penalty)
         ok = cand_loss <= loss[pending] + 1e-12 * np.abs(loss[pending])
-        w[pending[ok]], loss[pending[ok]] = cand[ok], cand_loss[ok]
+        rows = pending[ok]
+        w[rows], logits[rows], loss[rows] = cand[ok], cand_logits[ok], cand_loss[ok]
         pending, t = pending[~ok], t / 2
         if not len(pending):
             break
-    return w, loss
+    return w, logits, loss
 
 
 def _hessians(p: np.ndarray, z1: np.ndarray) -> np.ndarray:

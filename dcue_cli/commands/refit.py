@@ -31,9 +31,11 @@ def cli(embeddings, plays, splits, output, dims, strengths, columns, header, ski
     directions over the training songs; each user's taste is then an L2 logistic regression of
     played or not over all training songs on those coordinates, the reachable ceiling's user
     model (benchmarks/reachable_ceiling.py). k is chosen by the cold-start AUC on the valid
-    songs at the middle C, then C at that k. Every item keeps a vector (cold songs too); every
-    user with a training play gets one, also a user the model never saw. On the demo set this
-    raised DCUE's cold-start AUC on the test songs (docs/results.md). Works on any embeddings file (dcue, wmf-regression).
+    songs at the middle C (trying --dims in increasing order, stopping three values past the
+    best), then C at that k. Every item keeps a vector (cold songs too); every user with a
+    training play gets one, also a user the model never saw. On the demo set this raised
+    DCUE's cold-start AUC on the test songs (docs/results.md). Works on any embeddings file
+    (dcue, wmf-regression).
 
     \b
     Example:

@@ -173,8 +173,8 @@ def cli(ctx, mels, plays, splits, output, objective, target, artists, artist_dro
     batch's songs, AdamW with warm-up and cosine decay, 12 epochs of 100 steps (each of 700
     training songs seen about 110 times). With more songs (the full MSD) raise --steps-per-epoch
     and --epochs with them: on the demo's 700, twice the steps overfit. On a GPU add the 2-D
-    front end (--stem-channels 16,16: better hearing, 5x the cost on a CPU). --preset paper is the published recipe
-    (batches of 10, 20 negatives per pair, Nesterov SGD). Every epoch the cold-start AUC on
+    front end (--stem-channels 16,16: better hearing, 5x the cost on a CPU). --preset paper is
+    the published recipe (batches of 10, 20 negatives per pair, Nesterov SGD). Every epoch the cold-start AUC on
     the validation songs (through the metric code of `dcue score`) picks the best
     checkpoint; early stopping ends the run. `--objective regress --target wmf.h5` trains
     the same audio network as the WMF+Regression baseline instead. `--artists unique_tracks.txt`
