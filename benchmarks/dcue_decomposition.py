@@ -98,9 +98,10 @@ def rendered_style(truth, items):
     return style
 
 
-def hearing_rows(truth, plays, splits, r2_values, seed=0):
-    """[(name, item vectors, user vectors)]: noisy true styles x users fitted to their plays."""
-    items, style, split, users, played = played_matrix(truth, plays, splits)
+def hearing_rows(truth, matrix, r2_values, seed=0):
+    """[(name, item vectors, user vectors)]: noisy true styles x users fitted to their plays
+    (`matrix`: reachable_ceiling.played_matrix's tuple)."""
+    items, style, split, users, played = matrix
     train = split == "train"
     rng = np.random.default_rng(seed)
     scale = style.std(0)
@@ -116,9 +117,9 @@ def hearing_rows(truth, plays, splits, r2_values, seed=0):
     return out
 
 
-def decoded_items_fitted_users(truth, plays, splits, items, style_hat):
+def decoded_items_fitted_users(matrix, items, style_hat):
     """(name, items, decoded styles, users, tastes fitted to the plays on those styles)."""
-    all_items, _, split, users, played = played_matrix(truth, plays, splits)
+    all_items, _, split, users, played = matrix
     at = {item: k for k, item in enumerate(items)}
     keep = np.array([i in at for i in all_items])
     heard = style_hat[[at[i] for i in all_items[keep]]]
@@ -148,11 +149,11 @@ def main():
     rows = [("items decoded x true tastes", items, style_hat, users, taste),
             ("true style x users decoded", items, style, users, taste_hat),
             ("both decoded", items, style_hat, users, taste_hat)]
-    plays = read_plays(args.plays)
-    rows.append(decoded_items_fitted_users(truth, plays, splits, items, style_hat))
+    matrix = played_matrix(truth, read_plays(args.plays), splits)
+    rows.append(decoded_items_fitted_users(matrix, items, style_hat))
     r2_values = [float(v) for v in args.hearing.split(",") if v.strip()]
     if r2_values:
-        rows += hearing_rows(truth, plays, splits, r2_values)
+        rows += hearing_rows(truth, matrix, r2_values)
     os.makedirs(args.workdir, exist_ok=True)
     files = []
     for name, row_items, iv, row_users, uv in rows:
